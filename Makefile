@@ -1,0 +1,21 @@
+# ttm: `make demo` runs the end-to-end demo, `make test` the whole suite.
+# Both install missing system packages first (scripts/deps.sh, as root).
+CARGO ?= cargo
+
+.PHONY: deps build demo test lint
+
+deps:
+	scripts/deps.sh
+
+build: deps
+	$(CARGO) build --workspace
+
+demo: build
+	scripts/demo.sh
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: build lint
+	$(CARGO) test --workspace

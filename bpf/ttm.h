@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Types shared by the ttm eBPF programs and, by layout, by ttmctl and
+ * libttm.so (ttmctl/src/abi.rs and src/peer.rs mirror them; tests check
+ * that they agree).
+ */
+#ifndef TTM_BPF_H
+#define TTM_BPF_H
+
+#include <linux/types.h>
+
+/* Vendor ABI (Kingsoft kgwttm): getsockopt(fd, SOL_IP, 1345, &peer, &len). */
+#define TTM_BASE_CTL (64 + 1024 + 64 + 64 + 64 + 64)
+#define TTM_SO_GET_PEER (TTM_BASE_CTL + 1)
+
+/* DPVS / Huawei ELB / Tencent NAT64 ABI: getsockopt(fd, IPPROTO_IP, 4096). */
+#define TOA_SO_GET_LOOKUP 4096
+
+/* The value kept per socket is exactly the vendor's struct, so a map
+ * lookup by fd returns the same 20 bytes getsockopt 1345 does. */
+struct ttm_peer {
+	__u16 af;   /* AF_INET or AF_INET6, host order (vendor layout) */
+	__be16 port;
+	__u32 addr[4]; /* IPv4 in addr[0]; IPv6 in all four; network order */
+};
+
+struct toa_nat64_peer {
+	__u8 saddr[16];
+	__be16 port;
+	__u16 pad; /* the ABI's struct is 20 bytes on every architecture */
+};
+
+/* Wire formats, selectable at load time (struct ttm_config.formats). */
+enum ttm_format {
+	TTM_FMT_254_8 = 1 << 0,  /* Alibaba LVS, DPVS, Huawei: port + IPv4 */
+	TTM_FMT_254_20 = 1 << 1, /* DPVS v6 / NAT64: port + IPv6 */
+	TTM_FMT_253_20 = 1 << 2, /* Alibaba v6, Huawei ELB, Tencent NAT64 */
+	TTM_FMT_253_8 = 1 << 3,  /* UCloud "Akamai" */
+	TTM_FMT_200_8 = 1 << 4,  /* original LVS TOA, UCloud, Tencent SNAT */
+};
+#define TTM_FMT_DEFAULT (TTM_FMT_254_8 | TTM_FMT_254_20 | TTM_FMT_253_20)
+
+enum ttm_config_flags {
+	/* Options are honoured only from sources in the trusted map. */
+	TTM_CFG_TRUST_ENFORCED = 1 << 0,
+	/* getpeername4/6 programs attached (informational for status). */
+	TTM_CFG_REWRITE = 1 << 1,
+};
+
+struct ttm_config {
+	__u32 formats;
+	__u32 flags;
+	__u32 abi_version;
+	__u32 reserved;
+};
+#define TTM_ABI_VERSION 1
+
+/* LPM key for trusted LB prefixes; IPv4 is stored v4-mapped (::ffff:a.b.c.d
+ * with 96 added to the prefix length) so one trie holds both families. */
+struct ttm_trust_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+#define TTM_TRUST_MAX 1024
+
+/* One counter per outcome; ttmctl prints them by these names. */
+enum ttm_counter {
+	TTM_CNT_FOUND_V4,        /* option parsed, IPv4 client stored */
+	TTM_CNT_FOUND_V6,        /* option parsed, IPv6 client stored */
+	TTM_CNT_NO_OPTION,       /* handshake completed without a known option */
+	TTM_CNT_MALFORMED,       /* option list abandoned (bad length, truncated) */
+	TTM_CNT_BAD_ADDRESS,     /* option claimed an unspecified address or port 0 */
+	TTM_CNT_UNTRUSTED,       /* option from a source outside --trust */
+	TTM_CNT_NO_PACKET,       /* no TCP header visible to parse */
+	TTM_CNT_STORAGE_FAILED,  /* bpf_sk_storage_get could not allocate */
+	TTM_CNT_GETSOCKOPT_TTM,  /* SOL_IP/1345 answered */
+	TTM_CNT_GETSOCKOPT_NAT64, /* IPPROTO_IP/4096 answered */
+	TTM_CNT_GETSOCKOPT_ERROR, /* one of the two refused (short buffer, ...) */
+	TTM_CNT_REWRITE4,        /* getpeername4/accept rewritten */
+	TTM_CNT_REWRITE6,        /* getpeername6/accept rewritten */
+	TTM_CNT_MAX,
+};
+
+/* ---- LB emulator (ttm_lb.bpf.c) ---- */
+#define TTM_LB_CHUNKS 4
+#define TTM_LB_CHUNK_MAX 40
+
+struct ttm_lb_config {
+	__u32 nchunks;   /* how many bpf_store_hdr_opt calls */
+	__u32 reserve;   /* bytes reserved in the third ACK */
+	__u32 flags;     /* TTM_LB_PORT_FROM_SOURCE */
+	__u8 chunk_len[TTM_LB_CHUNKS]; /* length passed to bpf_store_hdr_opt */
+	__u8 chunk[TTM_LB_CHUNKS][TTM_LB_CHUNK_MAX];
+};
+/* Bytes 2..3 of chunk 0 become the connection's own source port, so a test
+ * can tell every connection's claim apart. */
+#define TTM_LB_PORT_FROM_SOURCE (1 << 0)
+
+enum ttm_lb_counter {
+	TTM_LB_CNT_ARMED,      /* handshake completed, option scheduled */
+	TTM_LB_CNT_WRITTEN,    /* option written into the third ACK */
+	TTM_LB_CNT_RESERVE_FAILED,
+	TTM_LB_CNT_STORE_FAILED,
+	TTM_LB_CNT_MAX,
+};
+
+#endif

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the system packages ttm's build, demo and tests need, and nothing
+# when they are all present. Debian/Ubuntu (apt-get); run as root.
+set -euo pipefail
+
+PACKAGES=(
+  clang llvm libbpf-dev linux-libc-dev   # eBPF programs (bpf/)
+  bpftool iproute2 procps util-linux     # inspection, netns/veth, setpriv
+  python3 nginx-light                    # real servers for demo and tests
+  gcc libc6-dev make pkg-config          # C examples and header tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "ttm: missing packages: ${missing[*]}; run as root or install them" >&2
+  exit 1
+fi
+echo "ttm: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's nginx starts a system instance on install; the demo and tests run
+# their own, so do not leave one listening on :80.
+if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
+  systemctl disable --now nginx >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,1 @@
+//! libttm: placeholder, see issue 3.
