@@ -1,0 +1,44 @@
+//! Checks every command makes before touching the kernel, each failing with
+//! one sentence that says what to do.
+
+use anyhow::{Result, bail};
+
+/// ttm's oldest kernel: TCP header options in sockops arrived in 5.10.
+pub const MIN_KERNEL: (u32, u32) = (5, 10);
+
+pub fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "ttmctl {what} needs root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN to load and attach eBPF programs); run it with sudo"
+        );
+    }
+    Ok(())
+}
+
+/// (major, minor, release string) of the running kernel.
+pub fn kernel_version() -> (u32, u32, String) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse::<u32>().ok());
+    let major = nums.next().unwrap_or(0);
+    let minor = nums.next().unwrap_or(0);
+    (major, minor, release)
+}
+
+pub fn require_kernel() -> Result<()> {
+    let (major, minor, release) = kernel_version();
+    if (major, minor) < MIN_KERNEL {
+        bail!(
+            "kernel {release} is too old: ttm needs Linux >= {}.{} (TCP header options in sockops); \
+             on older kernels use the vendor's module with libttm.so's kmod backend",
+            MIN_KERNEL.0,
+            MIN_KERNEL.1
+        );
+    }
+    Ok(())
+}

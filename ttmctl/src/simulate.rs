@@ -1,0 +1,299 @@
+//! `ttmctl simulate`: the LB emulator. Attached to a cgroup of client
+//! processes, it writes the configured option bytes into the third ACK of
+//! every connection they make — what a full-NAT LB does on its way to the
+//! server — so a server can be checked with no LB, and tests can send
+//! every format, any claim, and malformed lists.
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use crate::abi::{self, LB_CHUNK_MAX, LB_CHUNKS, LB_COUNTERS, LbConfig, pins};
+use crate::pinset::PinSet;
+use crate::sys::attach;
+use crate::{bpffs, cgroup, format, pinned, preflight, programs};
+
+/// The claimed client: an address, and a port or "each connection's own
+/// source port".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub addr: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl Claim {
+    /// `IP:PORT`, `[IPv6]:PORT`, or a bare `IP`.
+    pub fn parse(s: &str) -> Result<Self> {
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            if sa.port() == 0 {
+                bail!("bad --client {s:?}: port 0 is no client's port");
+            }
+            return Ok(Claim {
+                addr: sa.ip(),
+                port: Some(sa.port()),
+            });
+        }
+        let bare = s.trim_start_matches('[').trim_end_matches(']');
+        match bare.parse::<IpAddr>() {
+            Ok(addr) => Ok(Claim { addr, port: None }),
+            Err(_) => bail!("bad --client {s:?}: expected IP, IP:PORT or [IPv6]:PORT"),
+        }
+    }
+}
+
+/// The option bytes for a claim in a format (`KIND/LEN`).
+pub fn encode(claim: &Claim, fmt: Option<&str>) -> Result<LbConfig> {
+    let (kind, len) = match fmt {
+        Some(f) => {
+            format::parse(f)?;
+            let (k, l) = f.split_once('/').unwrap_or_default();
+            (k.trim().parse::<u8>()?, l.trim().parse::<u8>()?)
+        }
+        None if claim.addr.is_ipv4() => (254, 8),
+        None => (254, 20),
+    };
+    let mut chunk = vec![kind, len];
+    chunk.extend_from_slice(&claim.port.unwrap_or(0).to_be_bytes());
+    match (claim.addr, len) {
+        (IpAddr::V4(a), 8) => chunk.extend_from_slice(&a.octets()),
+        // A 20-byte format carries IPv4 clients v4-mapped, as NAT64 LBs do.
+        (IpAddr::V4(a), _) => chunk.extend_from_slice(&a.to_ipv6_mapped().octets()),
+        (IpAddr::V6(a), 20) => chunk.extend_from_slice(&a.octets()),
+        (IpAddr::V6(_), _) => {
+            bail!("format {kind}/{len} carries only IPv4 clients; use a /20 format")
+        }
+    }
+    let mut cfg = chunks(&[chunk])?;
+    if claim.port.is_none() {
+        cfg.flags |= abi::LB_PORT_FROM_SOURCE;
+    }
+    Ok(cfg)
+}
+
+/// Raw chunks, each written by one bpf_store_hdr_opt call. The kernel
+/// insists on a kind other than EOL/NOP and a length byte no larger than
+/// the chunk (it writes that many bytes), 4+ for kinds 253/254.
+pub fn chunks(list: &[Vec<u8>]) -> Result<LbConfig> {
+    if list.is_empty() || list.len() > LB_CHUNKS {
+        bail!("give 1 to {LB_CHUNKS} option chunks");
+    }
+    let mut cfg = LbConfig::default();
+    let mut written = 0usize;
+    for (i, c) in list.iter().enumerate() {
+        let hex = hex(c);
+        if c.len() < 2 || c.len() > LB_CHUNK_MAX {
+            bail!("option chunk {hex}: 2 to {LB_CHUNK_MAX} bytes (kind, length, data)");
+        }
+        if c[0] <= 1 {
+            bail!("option chunk {hex}: the kernel writes no EOL/NOP kinds; pick another kind");
+        }
+        if usize::from(c[1]) > c.len() {
+            bail!(
+                "option chunk {hex}: its length byte {} exceeds its {} bytes",
+                c[1],
+                c.len()
+            );
+        }
+        if (c[0] == 253 || c[0] == 254) && c[1] < 4 {
+            bail!("option chunk {hex}: the kernel wants kinds 253/254 at least 4 bytes long");
+        }
+        cfg.chunk[i][..c.len()].copy_from_slice(c);
+        cfg.chunk_len[i] = c.len() as u8;
+        written += usize::from(c[1]);
+    }
+    if written > 40 {
+        bail!(
+            "the options add up to {written} bytes; a TCP header holds 40 (28 beside timestamps)"
+        );
+    }
+    cfg.nchunks = list.len() as u32;
+    cfg.reserve = written.max(2) as u32;
+    Ok(cfg)
+}
+
+pub fn parse_hex(s: &str) -> Result<Vec<u8>> {
+    let s: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    if s.len() % 2 != 0 {
+        bail!("bad --raw {s:?}: an even number of hex digits");
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&s[i..i + 2], 16)
+                .with_context(|| format!("bad --raw {s:?}: not hex"))
+        })
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn start(cg: &Path, dir: &Path, cfg: LbConfig) -> Result<()> {
+    preflight::require_root("simulate")?;
+    preflight::require_kernel()?;
+    let cg = cgroup::resolve(cg)?;
+    if cg == cgroup::cgroup2_mount()? {
+        bail!(
+            "refusing to emulate an LB for the root cgroup: every connection on the host would carry the option; make a cgroup for the clients"
+        );
+    }
+    let link_pin = dir.join(pins::LB_LINK);
+    if link_pin.exists() {
+        let l = pinned::link(&link_pin)?;
+        if l.cgroup_id != cgroup::id(&cg)? {
+            bail!(
+                "the emulator at {} serves cgroup {}; run `ttmctl simulate stop --pin-dir {}` first",
+                dir.display(),
+                l.cgroup
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| l.cgroup_id.to_string()),
+                dir.display()
+            );
+        }
+        pinned::set_array_value(dir, pins::LB_CONFIG, cfg)?;
+        println!("ttm: LB emulator option updated ({})", dir.display());
+        return Ok(());
+    }
+    bpffs::create_pin_dir(dir)?;
+    let r = attach_new(&cg, dir, cfg);
+    if r.is_err() {
+        crate::unload::remove_pins(dir);
+    }
+    r?;
+    println!(
+        "ttm: LB emulator attached to {} (pins in {})",
+        cg.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn attach_new(cg: &Path, dir: &Path, cfg: LbConfig) -> Result<()> {
+    let mut ebpf = programs::open(crate::objects::TTM_LB, None)?;
+    {
+        let map = ebpf
+            .map_mut(pins::LB_CONFIG)
+            .context("emulator config map missing")?;
+        let mut arr: aya::maps::Array<_, LbConfig> = aya::maps::Array::try_from(map)?;
+        arr.set(0, cfg, 0)?;
+    }
+    programs::load(&mut ebpf, "ttm_lb")?;
+    let file = File::open(cg)?;
+    let link = programs::attach(&ebpf, "ttm_lb", &file, attach::CGROUP_SOCK_OPS)?;
+    let mut set = PinSet::new(dir);
+    set.stage(
+        crate::load::map_fd(&ebpf, pins::LB_CONFIG)?,
+        pins::LB_CONFIG,
+        0o600,
+    )?;
+    set.stage(
+        crate::load::map_fd(&ebpf, pins::LB_COUNTERS)?,
+        pins::LB_COUNTERS,
+        0o600,
+    )?;
+    set.stage(link.as_fd(), pins::LB_LINK, 0o600)?;
+    set.commit()
+}
+
+pub fn status(dir: &Path, as_json: bool) -> Result<()> {
+    preflight::require_root("simulate status")?;
+    if !dir.join(pins::LB_LINK).exists() {
+        if as_json {
+            println!("{}", json!({ "running": false, "pin_dir": dir }));
+        } else {
+            println!("ttm: no LB emulator at {}", dir.display());
+        }
+        return Ok(());
+    }
+    let link = pinned::link(&dir.join(pins::LB_LINK))?;
+    let counts = pinned::counters(dir, pins::LB_COUNTERS, LB_COUNTERS.len())?;
+    let cfg: LbConfig = pinned::array_value(dir, pins::LB_CONFIG)?;
+    let options: Vec<String> = (0..cfg.nchunks as usize)
+        .map(|i| hex(&cfg.chunk[i][..usize::from(cfg.chunk_len[i])]))
+        .collect();
+    let mut v = json!({
+        "running": true,
+        "pin_dir": dir,
+        "cgroup": link.cgroup.as_deref(),
+        "options": options,
+        "port_from_source": cfg.flags & abi::LB_PORT_FROM_SOURCE != 0,
+    });
+    for (n, c) in LB_COUNTERS.iter().zip(&counts) {
+        v[*n] = json!(c);
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "ttm: LB emulator on {}",
+            v["cgroup"].as_str().unwrap_or("?")
+        );
+        println!("  options  {}", options.join(" "));
+        for n in LB_COUNTERS {
+            println!("  {:<15} {}", n, v[*n]);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_parse_in_every_form() {
+        let c = Claim::parse("203.0.113.7:4242").unwrap();
+        assert_eq!(
+            (c.addr.to_string(), c.port),
+            ("203.0.113.7".into(), Some(4242))
+        );
+        let c = Claim::parse("[2001:db8::7]:80").unwrap();
+        assert_eq!(
+            (c.addr.to_string(), c.port),
+            ("2001:db8::7".into(), Some(80))
+        );
+        assert_eq!(Claim::parse("2001:db8::7").unwrap().port, None);
+        assert_eq!(Claim::parse("203.0.113.7").unwrap().port, None);
+        assert!(Claim::parse("203.0.113.7:0").is_err());
+        assert!(Claim::parse("nope:1").is_err());
+    }
+
+    #[test]
+    fn encodes_the_wire_layout() {
+        let c = Claim::parse("203.0.113.7:4242").unwrap();
+        let cfg = encode(&c, None).unwrap();
+        assert_eq!(&cfg.chunk[0][..8], &[254, 8, 0x10, 0x92, 203, 0, 113, 7]);
+        assert_eq!((cfg.nchunks, cfg.reserve, cfg.chunk_len[0]), (1, 8, 8));
+        let cfg = encode(&c, Some("253/20")).unwrap();
+        assert_eq!(&cfg.chunk[0][..4], &[253, 20, 0x10, 0x92]);
+        assert_eq!(&cfg.chunk[0][14..20], &[0xff, 0xff, 203, 0, 113, 7]);
+        let v6 = Claim::parse("2001:db8::7").unwrap();
+        let cfg = encode(&v6, None).unwrap();
+        assert_eq!(
+            cfg.flags & abi::LB_PORT_FROM_SOURCE,
+            abi::LB_PORT_FROM_SOURCE
+        );
+        assert!(encode(&v6, Some("200/8")).is_err());
+        assert!(encode(&c, Some("254/9")).is_err());
+    }
+
+    #[test]
+    fn raw_chunks_are_checked_like_the_kernel_does() {
+        assert!(chunks(&[parse_hex("c801").unwrap(), parse_hex("2702").unwrap()]).is_ok());
+        assert!(chunks(&[parse_hex("0102").unwrap()]).is_err()); // NOP kind
+        assert!(chunks(&[parse_hex("c805aa").unwrap()]).is_err()); // len byte > bytes
+        assert!(chunks(&[parse_hex("fe02aa").unwrap()]).is_err()); // 254 shorter than 4
+        assert!(chunks(&[]).is_err());
+        assert!(parse_hex("abc").is_err());
+        assert!(parse_hex("zz").is_err());
+        let five = vec![parse_hex("c802").unwrap(); 5];
+        assert!(chunks(&five).is_err());
+    }
+}
