@@ -383,11 +383,3 @@ int ttm_getpeername6(struct bpf_sock_addr *ctx)
 	count(TTM_CNT_REWRITE6);
 	return 1;
 }
-
-/* Benchmark baseline: attached beside ttm_parse by `ttmctl bench`-style
- * measurements so bpf_stats compares the two in one run. */
-SEC("sockops")
-int ttm_noop(struct bpf_sock_ops *skops)
-{
-	return 1;
-}

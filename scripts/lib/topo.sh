@@ -1,0 +1,59 @@
+# Sourced by scripts/*.sh: a client ("LB") and a server network namespace
+# joined by veth, a cgroup of our own for each side, and a teardown that
+# runs on any exit. Needs root.
+#
+#   topo_up NAME     sets NS_S NS_C CG PIN PIN_LB and builds everything
+#                    server 198.18.0.1 fd00:7474::1, client 198.18.0.2 fd00:7474::2
+#   run_in NS CGROUP CMD...   runs CMD inside that namespace and cgroup
+#   topo_down        kills, unloads, removes (also installed as the EXIT trap)
+
+TTMCTL=${TTMCTL:-target/debug/ttmctl}
+PY=/usr/bin/python3
+
+topo_up() {
+  local name=$1 id=$$
+  NS_S=$name-s-$id NS_C=$name-c-$id
+  local cg2
+  cg2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)
+  [ -n "$cg2" ] || { echo "no cgroup2 mount in /proc/mounts" >&2; return 1; }
+  CG=$cg2/$name-$id
+  PIN=/sys/fs/bpf/$name-$id PIN_LB=/sys/fs/bpf/$name-lb-$id
+  VETH_S=${name:0:5}s$id VETH_C=${name:0:5}c$id
+  trap topo_down EXIT
+  trap 'exit 130' INT TERM
+  ip netns add "$NS_S"; ip netns add "$NS_C"
+  ip link add "$VETH_S" netns "$NS_S" type veth peer name "$VETH_C" netns "$NS_C"
+  ip -n "$NS_S" addr add 198.18.0.1/24 dev "$VETH_S"
+  ip -n "$NS_C" addr add 198.18.0.2/24 dev "$VETH_C"
+  ip -n "$NS_S" addr add fd00:7474::1/64 dev "$VETH_S" nodad
+  ip -n "$NS_C" addr add fd00:7474::2/64 dev "$VETH_C" nodad
+  for ns in "$NS_S" "$NS_C"; do ip -n "$ns" link set lo up; done
+  ip -n "$NS_S" link set "$VETH_S" up
+  ip -n "$NS_C" link set "$VETH_C" up
+  mkdir -p "$CG/server" "$CG/client"
+}
+
+# nsenter, not `ip netns exec`: the latter remounts /sys, hiding the
+# cgroup2 and bpffs mounts the process needs to see.
+run_in() {
+  local ns=$1 cg=$2; shift 2
+  sh -c 'cg=$0 ns=$1; shift; echo $$ > "$cg/cgroup.procs" && exec nsenter --net="/run/netns/$ns" -- "$@"' "$cg" "$ns" "$@"
+}
+
+topo_down() {
+  set +e
+  [ -n "${CG:-}" ] || return 0
+  for g in "$CG/server" "$CG/client"; do
+    [ -e "$g/cgroup.kill" ] && echo 1 > "$g/cgroup.kill"
+  done
+  for _ in $(seq 50); do
+    [ -s "$CG/server/cgroup.procs" ] || [ -s "$CG/client/cgroup.procs" ] || break
+    sleep 0.1
+  done
+  "$TTMCTL" simulate stop --pin-dir "$PIN_LB" >/dev/null 2>&1
+  "$TTMCTL" unload --pin-dir "$PIN" >/dev/null 2>&1
+  rmdir "$CG/server" "$CG/client" "$CG" 2>/dev/null
+  ip netns del "$NS_S" 2>/dev/null
+  ip netns del "$NS_C" 2>/dev/null
+  CG=
+}
