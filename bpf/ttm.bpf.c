@@ -8,6 +8,7 @@
  *   ttm_parse        sockops: parse the option of the packet that completed
  *                    the handshake, store struct ttm_peer in ttm_peers
  *   ttm_getsockopt   cgroup/getsockopt: SOL_IP/1345 and IPPROTO_IP/4096
+ *                    (ttm_getsockopt_compat: the same before Linux 5.18)
  *   ttm_getpeername4 cgroup/getpeername4: IPv4 client on AF_INET sockets
  *   ttm_getpeername6 cgroup/getpeername6: any client on AF_INET6 sockets
  *
@@ -277,15 +278,18 @@ int ttm_parse(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-static __always_inline int refuse(int err)
+/* Refusing needs bpf_set_retval (Linux 5.18). Before that the program is
+ * built without it and leaves the kernel's ENOPROTOOPT instead. */
+static __always_inline int refuse(int err, const int can_refuse)
 {
 	count(TTM_CNT_GETSOCKOPT_ERROR);
-	bpf_set_retval(err);
+	if (can_refuse)
+		bpf_set_retval(err);
 	return 1;
 }
 
-SEC("cgroup/getsockopt")
-int ttm_getsockopt(struct bpf_sockopt *ctx)
+static __always_inline int answer_getsockopt(struct bpf_sockopt *ctx,
+					     const int can_refuse)
 {
 	struct bpf_sock *sk = ctx->sk;
 	void *optval = ctx->optval;
@@ -308,7 +312,7 @@ int ttm_getsockopt(struct bpf_sockopt *ctx)
 
 	if (optname == TTM_SO_GET_PEER) {
 		if (optval + sizeof(struct ttm_peer) > optval_end)
-			return refuse(-EINVAL);
+			return refuse(-EINVAL, can_refuse);
 		__builtin_memcpy(optval, peer, sizeof(struct ttm_peer));
 		*(volatile __s32 *)&ctx->optlen = sizeof(struct ttm_peer);
 		*(volatile __s32 *)&ctx->retval = 0;
@@ -319,11 +323,11 @@ int ttm_getsockopt(struct bpf_sockopt *ctx)
 	/* DPVS NAT64 ABI: IPv6 clients only, EINVAL when there is nothing to
 	 * return or the buffer is short, ENOTCONN when not connected. */
 	if (sk->state != TCP_ESTABLISHED && sk->state != TCP_CLOSE_WAIT)
-		return refuse(-ENOTCONN);
+		return refuse(-ENOTCONN, can_refuse);
 	if (peer->af != AF_INET6)
-		return refuse(-EINVAL);
+		return refuse(-EINVAL, can_refuse);
 	if (optval + sizeof(struct toa_nat64_peer) > optval_end)
-		return refuse(-EINVAL);
+		return refuse(-EINVAL, can_refuse);
 	{
 		struct toa_nat64_peer out = {};
 
@@ -335,6 +339,19 @@ int ttm_getsockopt(struct bpf_sockopt *ctx)
 	*(volatile __s32 *)&ctx->retval = 0;
 	count(TTM_CNT_GETSOCKOPT_NAT64);
 	return 1;
+}
+
+SEC("cgroup/getsockopt")
+int ttm_getsockopt(struct bpf_sockopt *ctx)
+{
+	return answer_getsockopt(ctx, 1);
+}
+
+/* For kernels 5.10..5.17, chosen by ttmctl. */
+SEC("cgroup/getsockopt")
+int ttm_getsockopt_compat(struct bpf_sockopt *ctx)
+{
+	return answer_getsockopt(ctx, 0);
 }
 
 static __always_inline struct ttm_peer *peer_of(struct bpf_sock_addr *ctx)

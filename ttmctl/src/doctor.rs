@@ -179,6 +179,7 @@ fn verify_programs() -> Check {
             &[
                 "ttm_parse",
                 "ttm_getsockopt",
+                "ttm_getsockopt_compat",
                 "ttm_getpeername4",
                 "ttm_getpeername6",
             ][..],

@@ -115,8 +115,9 @@ fn load_into(args: &LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
         .iter()
         .filter(|a| args.rewrite || !a.rewrite)
         .collect();
+    let (major, minor, _) = preflight::kernel_version();
     for a in &wanted {
-        programs::load(&mut ebpf, a.program)?;
+        programs::load(&mut ebpf, a.program_for((major, minor)))?;
     }
     // Attach everything before any old link goes: from here until commit
     // both sets run, and they store and answer the same thing.

@@ -10,6 +10,8 @@ pub static TTM_LB: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// One attachable program of the kernel side and where its link is pinned.
 pub struct Attachment {
     pub program: &'static str,
+    /// (program, kernel version): loaded instead of `program` on older kernels.
+    pub compat: Option<(&'static str, (u32, u32))>,
     pub link_pin: &'static str,
     pub attach_type: u32,
     /// Part of the optional in-kernel getpeername/accept rewrite.
@@ -18,29 +20,59 @@ pub struct Attachment {
 
 use crate::sys::attach;
 
+impl Attachment {
+    /// The program to load on a kernel of this (major, minor).
+    pub fn program_for(&self, kernel: (u32, u32)) -> &'static str {
+        match self.compat {
+            Some((old, since)) if kernel < since => old,
+            _ => self.program,
+        }
+    }
+}
+
 pub const ATTACHMENTS: &[Attachment] = &[
     Attachment {
         program: "ttm_parse",
+        compat: None,
         link_pin: "link_parse",
         attach_type: attach::CGROUP_SOCK_OPS,
         rewrite: false,
     },
     Attachment {
         program: "ttm_getsockopt",
+        // bpf_set_retval, for the 4096 ABI's error returns, is 5.18+.
+        compat: Some(("ttm_getsockopt_compat", (5, 18))),
         link_pin: "link_getsockopt",
         attach_type: attach::CGROUP_GETSOCKOPT,
         rewrite: false,
     },
     Attachment {
         program: "ttm_getpeername4",
+        compat: None,
         link_pin: "link_getpeername4",
         attach_type: attach::CGROUP_INET4_GETPEERNAME,
         rewrite: true,
     },
     Attachment {
         program: "ttm_getpeername6",
+        compat: None,
         link_pin: "link_getpeername6",
         attach_type: attach::CGROUP_INET6_GETPEERNAME,
         rewrite: true,
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_kernels_get_the_getsockopt_without_bpf_set_retval() {
+        let g = &ATTACHMENTS[1];
+        assert_eq!(g.program_for((5, 10)), "ttm_getsockopt_compat");
+        assert_eq!(g.program_for((5, 17)), "ttm_getsockopt_compat");
+        assert_eq!(g.program_for((5, 18)), "ttm_getsockopt");
+        assert_eq!(g.program_for((6, 18)), "ttm_getsockopt");
+        assert_eq!(ATTACHMENTS[0].program_for((5, 10)), "ttm_parse");
+    }
+}
