@@ -17,7 +17,9 @@ fn main() {
         other => panic!("no BPF build settings for target arch {other}"),
     };
 
-    println!("cargo:rerun-if-changed={}", bpf_dir.join("ttm.h").display());
+    for h in ["ttm.h", "parse.h"] {
+        println!("cargo:rerun-if-changed={}", bpf_dir.join(h).display());
+    }
     println!("cargo:rerun-if-env-changed=TTM_CLANG");
     for name in OBJECTS {
         let src = bpf_dir.join(format!("{name}.bpf.c"));

@@ -172,6 +172,37 @@ fn verify_programs() -> Check {
             "run ttmctl doctor as root",
         );
     }
+    if !bpffs::is_bpffs(Path::new(bpffs::DEFAULT_ROOT)) {
+        return check(
+            "verifier",
+            Level::Warn,
+            "not tried (no bpffs on /sys/fs/bpf)",
+            "mount -t bpf bpf /sys/fs/bpf",
+        );
+    }
+    // The peer map is pinned by name; give it a scratch directory so a
+    // check leaves nothing behind (aya would pin it in /sys/fs/bpf).
+    let scratch = Path::new(bpffs::DEFAULT_ROOT).join(format!("ttm-doctor-{}", std::process::id()));
+    let r = try_verify(&scratch);
+    crate::unload::remove_pins(&scratch);
+    match r {
+        Ok(names) => check(
+            "verifier",
+            Level::Ok,
+            format!("accepted {}", names.join(", ")),
+            "",
+        ),
+        Err(e) => check(
+            "verifier",
+            Level::Fail,
+            format!("{e:#}"),
+            "report this with the log above and `uname -r`",
+        ),
+    }
+}
+
+fn try_verify(scratch: &Path) -> anyhow::Result<Vec<&'static str>> {
+    fs::create_dir(scratch)?;
     let mut names = Vec::new();
     for (object, progs) in [
         (
@@ -186,28 +217,13 @@ fn verify_programs() -> Check {
         ),
         (objects::TTM_LB, &["ttm_lb"][..]),
     ] {
-        let r = programs::open(object, None).and_then(|mut e| {
-            for p in progs {
-                programs::load(&mut e, p)?;
-            }
-            Ok(())
-        });
-        if let Err(e) = r {
-            return check(
-                "verifier",
-                Level::Fail,
-                format!("{e:#}"),
-                "report this with the log above and `uname -r`",
-            );
+        let mut ebpf = programs::open(object, Some(scratch))?;
+        for p in progs {
+            programs::load(&mut ebpf, p)?;
         }
         names.extend_from_slice(progs);
     }
-    check(
-        "verifier",
-        Level::Ok,
-        format!("accepted {}", names.join(", ")),
-        "",
-    )
+    Ok(names)
 }
 
 pub fn run(as_json: bool) -> anyhow::Result<()> {

@@ -1,0 +1,147 @@
+//! The BPF filesystem and what is attached to a test's cgroups.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::process::run_to_end;
+
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// Whether `dir` is itself a bpf mount, per /proc/mounts.
+fn is_bpf_mount(dir: &str) -> bool {
+    fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let mut f = l.split_whitespace();
+            matches!((f.next(), f.next(), f.next()), (Some(_), Some(d), Some("bpf")) if d == dir)
+        })
+}
+
+/// Makes sure /sys/fs/bpf is a bpffs mount. ttmctl does the same, but the
+/// harness must not depend on the machine's state nor on that behaviour
+/// (and bpftool silently mounts one wherever it pins otherwise).
+pub fn ensure_bpffs() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        if is_bpf_mount(BPFFS) {
+            return;
+        }
+        let target = CString::new(BPFFS).expect("no NUL");
+        let kind = CString::new("bpf").expect("no NUL");
+        // SAFETY: all pointers are valid NUL-terminated strings that
+        // outlive the call; data may be NULL for bpffs.
+        let r = unsafe {
+            libc::mount(
+                kind.as_ptr(),
+                target.as_ptr(),
+                kind.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert!(
+            r == 0,
+            "mount -t bpf bpf {BPFFS}: {}",
+            io::Error::last_os_error()
+        );
+        assert!(is_bpf_mount(BPFFS), "{BPFFS} is still not a bpf mount");
+    });
+}
+
+/// Programs attached to `cgroup` and every cgroup below it, as bpftool
+/// reports them: [{"cgroup": path, "programs": [{"id","attach_type","name",..}]}].
+/// Panics if bpftool cannot read the cgroup.
+pub fn attached(cgroup: &Path) -> Vec<Value> {
+    let out = run_to_end(
+        Command::new("bpftool")
+            .arg("-j")
+            .arg("cgroup")
+            .arg("tree")
+            .arg(cgroup),
+        Duration::from_secs(30),
+    );
+    let text = out.expect_success(&format!("bpftool cgroup tree {}", cgroup.display()));
+    let v: Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bpftool JSON ({e}): {text}"));
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Names of all programs attached at or below `cgroup`.
+pub fn attached_names(cgroup: &Path) -> Vec<String> {
+    attached(cgroup)
+        .iter()
+        .flat_map(|c| c["programs"].as_array().cloned().unwrap_or_default())
+        .map(|p| p["name"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// Asserts that nothing is attached at or below `cgroup` and that none of
+/// `pin_dirs` exists: what a test checks after `ttmctl unload` / `simulate
+/// stop`, before the topology (and so the cgroup) goes away.
+pub fn assert_nothing_left(cgroup: &Path, pin_dirs: &[&Path]) {
+    let progs = attached(cgroup);
+    let progs: Vec<&Value> = progs
+        .iter()
+        .filter(|c| c["programs"].as_array().is_some_and(|p| !p.is_empty()))
+        .collect();
+    assert!(
+        progs.is_empty(),
+        "programs still attached under {}: {progs:?}",
+        cgroup.display()
+    );
+    for dir in pin_dirs {
+        assert!(!dir.exists(), "pin dir {} left behind", dir.display());
+    }
+}
+
+/// A directory on bpffs that this harness owns; removed recursively on
+/// drop (unlinking a pinned link detaches it once nothing else holds it).
+pub struct PinDir {
+    path: PathBuf,
+}
+
+impl PinDir {
+    /// `/sys/fs/bpf/<name>`; must not exist yet.
+    pub fn new(name: &str) -> PinDir {
+        ensure_bpffs();
+        assert!(
+            !name.is_empty() && !name.contains('/'),
+            "bad pin dir name {name:?}"
+        );
+        let path = Path::new(BPFFS).join(name);
+        assert!(
+            !path.exists(),
+            "{} exists already: leaked by an earlier run, or names are not unique",
+            path.display()
+        );
+        PinDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the directory now (if it exists); Err says why not.
+    pub fn remove(&self) -> io::Result<()> {
+        match fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove() {
+            eprintln!("harness: rm -r {}: {e}", self.path.display());
+        }
+    }
+}
