@@ -3,12 +3,9 @@
 # when they are all present. Debian/Ubuntu (apt-get); run as root.
 set -euo pipefail
 
-PACKAGES=(
-  clang llvm libbpf-dev linux-libc-dev   # eBPF programs (bpf/)
-  bpftool iproute2 procps util-linux     # inspection, netns/veth, setpriv
-  python3 nginx-light                    # real servers for demo and tests
-  gcc libc6-dev make pkg-config          # C examples and header tests
-)
+# Each scripts/deps/*.list names the Debian packages one part of the
+# project needs (one per line, # comments).
+mapfile -t PACKAGES < <(cat "$(dirname "$0")"/deps/*.list | sed 's/#.*//' | awk 'NF{print $1}' | sort -u)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
