@@ -318,7 +318,11 @@ fn nginx_example_logs_the_real_ipv6_client() {
     let conf = std::fs::read_to_string(root().join("examples/nginx/nginx.conf"))
         .unwrap()
         .replace("user www-data;", "")
-        .replace("worker_processes auto;", "worker_processes 1;\ndaemon off;")
+        // One process in the foreground, so killing it leaves no worker behind.
+        .replace(
+            "worker_processes auto;",
+            "worker_processes 1;\ndaemon off;\nmaster_process off;",
+        )
         .replace(
             "/run/nginx.pid",
             &dir.join("nginx.pid").display().to_string(),

@@ -1,0 +1,312 @@
+//! The environment, read once by the load-time constructor. A bad value
+//! yields one warning naming the variable and the default used instead;
+//! parsing never fails and never panics.
+//!
+//! | variable | values | default |
+//! |---|---|---|
+//! | TTM_DISABLE | 1/true/yes/on, 0/false/no/off | off (library active) |
+//! | TTM_PROGRAMS | comma list of program names | every program |
+//! | TTM_TRUSTED | comma list of CIDRs or addresses | every LB address |
+//! | TTM_BACKEND | auto, kmod, bpf, off | auto |
+//! | TTM_BPF_MAP | absolute path of the pinned map | /sys/fs/bpf/ttm/ttm_peers |
+//! | TTM_LOG | off, error, warn, info, debug | warn |
+//! | TTM_LOG_FORMAT | text, json | text |
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+
+use crate::cidr::Cidr;
+use crate::log::Level;
+
+pub const DEFAULT_BPF_MAP: &str = "/sys/fs/bpf/ttm/ttm_peers";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    Auto,
+    Kmod,
+    Bpf,
+    Off,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub disabled: bool,
+    /// None: every program.
+    pub programs: Option<Vec<String>>,
+    /// None: every LB address is trusted.
+    pub trusted: Option<Vec<Cidr>>,
+    pub backend: BackendChoice,
+    pub bpf_map: CString,
+    pub log_level: Level,
+    pub log_json: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Warning {
+    pub var: &'static str,
+    pub value: String,
+    pub problem: String,
+}
+
+impl Config {
+    /// Reads the configuration through `get` (the process environment in
+    /// production, a table in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> (Config, Vec<Warning>) {
+        let mut warnings = Vec::new();
+        let mut warn = |var: &'static str, value: &str, problem: String| {
+            warnings.push(Warning {
+                var,
+                value: value.to_owned(),
+                problem,
+            })
+        };
+        let text = |var: &str| get(var).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+
+        let log_level = match text("TTM_LOG") {
+            None => Level::DEFAULT,
+            Some(v) => Level::parse(&v).unwrap_or_else(|| {
+                warn(
+                    "TTM_LOG",
+                    &v,
+                    "expected off, error, warn, info or debug; using warn".into(),
+                );
+                Level::DEFAULT
+            }),
+        };
+        let log_json = match text("TTM_LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("" | "text") => false,
+            Some("json") => true,
+            Some(v) => {
+                warn(
+                    "TTM_LOG_FORMAT",
+                    v,
+                    "expected text or json; using text".into(),
+                );
+                false
+            }
+        };
+        let disabled = match text("TTM_DISABLE") {
+            None => false,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "" | "0" | "false" | "no" | "off" => false,
+                _ => {
+                    // Whoever set it was reaching for the off switch.
+                    warn(
+                        "TTM_DISABLE",
+                        &v,
+                        "expected 1 or 0; treating it as 1 (pass-through)".into(),
+                    );
+                    true
+                }
+            },
+        };
+        let programs = match text("TTM_PROGRAMS") {
+            None => None,
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => {
+                let names: Vec<String> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| n.rsplit('/').next().unwrap_or(n).to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                if names.is_empty() {
+                    warn(
+                        "TTM_PROGRAMS",
+                        &v,
+                        "no program name in the list; applying to no program".into(),
+                    );
+                }
+                Some(names)
+            }
+        };
+        let trusted = match text("TTM_TRUSTED") {
+            None => None,
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => {
+                let mut list = Vec::new();
+                let mut bad = Vec::new();
+                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    match item.parse::<Cidr>() {
+                        Ok(c) => list.push(c),
+                        Err(_) => bad.push(item),
+                    }
+                }
+                if !bad.is_empty() || list.is_empty() {
+                    let mut problem = String::new();
+                    if !bad.is_empty() {
+                        problem =
+                            format!("{} ignored ({})", bad.join(", "), crate::cidr::CidrError);
+                    }
+                    if list.is_empty() {
+                        if !problem.is_empty() {
+                            problem.push_str("; ");
+                        }
+                        problem.push_str(
+                            "no valid entry: trusting no LB address (nothing is rewritten)",
+                        );
+                    }
+                    warn("TTM_TRUSTED", &v, problem);
+                }
+                Some(list)
+            }
+        };
+        let backend = match text("TTM_BACKEND").as_deref().map(str::trim) {
+            None | Some("" | "auto") => BackendChoice::Auto,
+            Some("kmod") => BackendChoice::Kmod,
+            Some("bpf") => BackendChoice::Bpf,
+            Some("off" | "none") => BackendChoice::Off,
+            Some(v) => {
+                warn(
+                    "TTM_BACKEND",
+                    v,
+                    "expected auto, kmod, bpf or off; using auto".into(),
+                );
+                BackendChoice::Auto
+            }
+        };
+        let default_map = || CString::new(DEFAULT_BPF_MAP).expect("no NUL in a constant");
+        let bpf_map = match get("TTM_BPF_MAP") {
+            None => default_map(),
+            Some(v) if v.is_empty() => default_map(),
+            Some(v) => {
+                let bytes = v.as_bytes();
+                match CString::new(bytes) {
+                    Ok(c) if bytes.starts_with(b"/") && bytes.len() < libc::PATH_MAX as usize => c,
+                    _ => {
+                        warn(
+                            "TTM_BPF_MAP",
+                            &String::from_utf8_lossy(bytes),
+                            format!("expected an absolute path; using {DEFAULT_BPF_MAP}"),
+                        );
+                        default_map()
+                    }
+                }
+            }
+        };
+        (
+            Config {
+                disabled,
+                programs,
+                trusted,
+                backend,
+                bpf_map,
+                log_level,
+                log_json,
+            },
+            warnings,
+        )
+    }
+
+    /// Whether this process is one TTM_PROGRAMS names. `names` are the
+    /// process's names: the basename of argv[0] and the kernel's comm
+    /// (a script run through its #! line has the interpreter in argv[0]
+    /// and the script in comm, so either may be what an operator writes).
+    pub fn program_selected(&self, names: &[&str]) -> bool {
+        match &self.programs {
+            None => true,
+            Some(list) => list
+                .iter()
+                .any(|p| names.iter().any(|n| !n.is_empty() && n == p)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> (Config, Vec<Warning>) {
+        let map: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, w) = parse(&[]);
+        assert!(w.is_empty());
+        assert!(!c.disabled);
+        assert_eq!(c.programs, None);
+        assert_eq!(c.trusted, None);
+        assert_eq!(c.backend, BackendChoice::Auto);
+        assert_eq!(c.bpf_map.to_str().unwrap(), DEFAULT_BPF_MAP);
+        assert_eq!(c.log_level, Level::Warn);
+        assert!(!c.log_json);
+        assert!(c.program_selected(&["anything"]));
+    }
+
+    #[test]
+    fn good_values() {
+        let (c, w) = parse(&[
+            ("TTM_DISABLE", "1"),
+            ("TTM_PROGRAMS", "nginx, /usr/bin/python3,,"),
+            ("TTM_TRUSTED", "10.0.0.0/8, 2001:db8::/32"),
+            ("TTM_BACKEND", "bpf"),
+            ("TTM_BPF_MAP", "/sys/fs/bpf/x/y"),
+            ("TTM_LOG", "debug"),
+            ("TTM_LOG_FORMAT", "json"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert!(c.disabled);
+        assert_eq!(
+            c.programs,
+            Some(vec!["nginx".to_string(), "python3".to_string()])
+        );
+        assert_eq!(c.trusted.as_ref().map(Vec::len), Some(2));
+        assert_eq!(c.backend, BackendChoice::Bpf);
+        assert_eq!(c.bpf_map.to_str().unwrap(), "/sys/fs/bpf/x/y");
+        assert_eq!(c.log_level, Level::Debug);
+        assert!(c.log_json);
+        assert!(c.program_selected(&["python3", "server.py"]));
+        assert!(c.program_selected(&["bash", "nginx"]));
+        assert!(!c.program_selected(&["bash", "bash"]));
+    }
+
+    #[test]
+    fn bad_values_warn_once_each_and_fall_back() {
+        let (c, w) = parse(&[
+            ("TTM_DISABLE", "maybe"),
+            ("TTM_PROGRAMS", " , "),
+            ("TTM_TRUSTED", "10.0.0.0/8,bogus"),
+            ("TTM_BACKEND", "bfp"),
+            ("TTM_BPF_MAP", "relative/path"),
+            ("TTM_LOG", "loud"),
+            ("TTM_LOG_FORMAT", "xml"),
+        ]);
+        let vars: Vec<_> = w.iter().map(|w| w.var).collect();
+        assert_eq!(
+            vars,
+            [
+                "TTM_LOG",
+                "TTM_LOG_FORMAT",
+                "TTM_DISABLE",
+                "TTM_PROGRAMS",
+                "TTM_TRUSTED",
+                "TTM_BACKEND",
+                "TTM_BPF_MAP"
+            ]
+        );
+        assert!(c.disabled);
+        assert_eq!(c.programs, Some(vec![]));
+        assert!(!c.program_selected(&["nginx"]));
+        assert_eq!(c.trusted.as_ref().map(Vec::len), Some(1));
+        assert_eq!(c.backend, BackendChoice::Auto);
+        assert_eq!(c.bpf_map.to_str().unwrap(), DEFAULT_BPF_MAP);
+        assert_eq!(c.log_level, Level::Warn);
+        assert!(!c.log_json);
+    }
+
+    #[test]
+    fn all_bad_trust_list_trusts_nothing() {
+        let (c, w) = parse(&[("TTM_TRUSTED", "x,y")]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].problem.contains("x, y ignored"), "{w:?}");
+        assert_eq!(c.trusted, Some(vec![]));
+    }
+}
