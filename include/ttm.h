@@ -18,6 +18,13 @@
  *     accept, accept4 and getpeername, exactly as LD_PRELOAD does
  *     (TTM_DISABLE=1 turns that off, and the API with it).
  *
+ * Preloaded (or linked), libttm also rewrites what accept(), accept4() and
+ * getpeername() return. An IPv6 client on an AF_INET socket is shown as a
+ * struct sockaddr_in6 when the caller's buffer holds 28 bytes ("widening"),
+ * except where TTM_WIDEN says otherwise: auto (the default) skips programs
+ * known to drop such a connection (nginx), on widens always, off never.
+ * Where it is skipped the LB address stays; ttm_get_peer() still answers.
+ *
  * The API never changes a socket. Errors are -1 with errno:
  *   ENOSYS  no backend: nothing installed, TTM_BACKEND=off, TTM_DISABLE=1,
  *           or the program is not in TTM_PROGRAMS (ttm_backend() says which)
@@ -81,8 +88,11 @@ const char *ttm_backend(void);
 const char *ttm_version(void);
 
 /* Counters of what the hooks did: index 0 is "rewritten", the others name
- * each reason an address was left as the kernel returned it. Iterate from
- * 0 until it returns -1 (errno EINVAL). name and value may be NULL. */
+ * each reason an address was left as the kernel returned it (e.g.
+ * "no_room_for_ipv6": the buffer cannot hold a sockaddr_in6; "widening_off":
+ * TTM_WIDEN keeps this program from being given one). New counters are
+ * added at the end. Iterate from 0 until it returns -1 (errno EINVAL).
+ * name and value may be NULL. */
 int ttm_stat(unsigned int index, const char **name, unsigned long long *value);
 
 #ifdef __cplusplus

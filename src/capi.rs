@@ -158,7 +158,7 @@ pub unsafe extern "C" fn ttm_stat(
 
 /// NUL-terminated copies of the counter names (checked against
 /// `passthrough::stat` in a test).
-const STAT_NAMES: [&core::ffi::CStr; 16] = [
+const STAT_NAMES: [&core::ffi::CStr; 17] = [
     c"rewritten",
     c"not_ready",
     c"inactive",
@@ -175,6 +175,7 @@ const STAT_NAMES: [&core::ffi::CStr; 16] = [
     c"untrusted",
     c"trust_unknown",
     c"no_room_for_ipv6",
+    c"widening_off",
 ];
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! | TTM_BPF_MAP | absolute path of the pinned map | /sys/fs/bpf/ttm/ttm_peers |
 //! | TTM_LOG | off, error, warn, info, debug | warn |
 //! | TTM_LOG_FORMAT | text, json | text |
+//! | TTM_WIDEN | auto, on, off | auto |
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -28,6 +29,16 @@ pub enum BackendChoice {
     Off,
 }
 
+/// TTM_WIDEN: whether an IPv6 client may be shown on an AF_INET socket as
+/// a `sockaddr_in6` (when the caller's buffer holds 28 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WidenChoice {
+    /// Widen, except in the programs of [`crate::rewrite::NO_WIDENING`].
+    Auto,
+    On,
+    Off,
+}
+
 #[derive(Debug)]
 pub struct Config {
     pub disabled: bool,
@@ -39,6 +50,7 @@ pub struct Config {
     pub bpf_map: CString,
     pub log_level: Level,
     pub log_json: bool,
+    pub widen: WidenChoice,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -167,6 +179,22 @@ impl Config {
                 BackendChoice::Auto
             }
         };
+        let widen = match text("TTM_WIDEN") {
+            None => WidenChoice::Auto,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "" | "auto" => WidenChoice::Auto,
+                "on" => WidenChoice::On,
+                "off" => WidenChoice::Off,
+                _ => {
+                    warn(
+                        "TTM_WIDEN",
+                        &v,
+                        "expected auto, on or off; using auto".into(),
+                    );
+                    WidenChoice::Auto
+                }
+            },
+        };
         let default_map = || CString::new(DEFAULT_BPF_MAP).expect("no NUL in a constant");
         let bpf_map = match get("TTM_BPF_MAP") {
             None => default_map(),
@@ -195,6 +223,7 @@ impl Config {
                 bpf_map,
                 log_level,
                 log_json,
+                widen,
             },
             warnings,
         )
@@ -210,6 +239,31 @@ impl Config {
             Some(list) => list
                 .iter()
                 .any(|p| names.iter().any(|n| !n.is_empty() && n == p)),
+        }
+    }
+}
+
+impl Config {
+    /// Whether the hooks may widen, for a process with these names (as
+    /// for [`Config::program_selected`]), and why, for the info log.
+    pub fn widening(&self, names: &[&str]) -> (bool, String) {
+        match self.widen {
+            WidenChoice::On => (true, "TTM_WIDEN=on".into()),
+            WidenChoice::Off => (false, "TTM_WIDEN=off".into()),
+            WidenChoice::Auto => {
+                let listed = crate::rewrite::NO_WIDENING
+                    .iter()
+                    .find(|(p, _)| names.iter().any(|n| n == p));
+                match listed {
+                    Some((p, why)) => (
+                        false,
+                        format!(
+                            "auto: {p} {why}; IPv6 clients on its AF_INET sockets keep the LB address (TTM_WIDEN=on overrides)"
+                        ),
+                    ),
+                    None => (true, "auto".into()),
+                }
+            }
         }
     }
 }
@@ -239,6 +293,7 @@ mod tests {
         assert_eq!(c.log_level, Level::Warn);
         assert!(!c.log_json);
         assert!(c.program_selected(&["anything"]));
+        assert_eq!(c.widen, WidenChoice::Auto);
     }
 
     #[test]
@@ -251,8 +306,10 @@ mod tests {
             ("TTM_BPF_MAP", "/sys/fs/bpf/x/y"),
             ("TTM_LOG", "debug"),
             ("TTM_LOG_FORMAT", "json"),
+            ("TTM_WIDEN", " OFF "),
         ]);
         assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.widen, WidenChoice::Off);
         assert!(c.disabled);
         assert_eq!(
             c.programs,
@@ -278,6 +335,7 @@ mod tests {
             ("TTM_BPF_MAP", "relative/path"),
             ("TTM_LOG", "loud"),
             ("TTM_LOG_FORMAT", "xml"),
+            ("TTM_WIDEN", "yes"),
         ]);
         let vars: Vec<_> = w.iter().map(|w| w.var).collect();
         assert_eq!(
@@ -289,9 +347,11 @@ mod tests {
                 "TTM_PROGRAMS",
                 "TTM_TRUSTED",
                 "TTM_BACKEND",
+                "TTM_WIDEN",
                 "TTM_BPF_MAP"
             ]
         );
+        assert_eq!(c.widen, WidenChoice::Auto);
         assert!(c.disabled);
         assert_eq!(c.programs, Some(vec![]));
         assert!(!c.program_selected(&["nginx"]));
@@ -308,5 +368,27 @@ mod tests {
         assert_eq!(w.len(), 1);
         assert!(w[0].problem.contains("x, y ignored"), "{w:?}");
         assert_eq!(c.trusted, Some(vec![]));
+    }
+
+    #[test]
+    fn widening_per_program() {
+        let names = |c: &Config, n: &[&str]| c.widening(n).0;
+        let (auto, _) = parse(&[]);
+        assert!(names(&auto, &["python3", "python3"]));
+        assert!(!names(&auto, &["nginx", "nginx"]));
+        // comm alone is enough (argv[0] may be a full path's basename of
+        // a wrapper), and a name merely containing "nginx" is not nginx.
+        assert!(!names(&auto, &["start-web", "nginx"]));
+        assert!(names(&auto, &["nginx-exporter", "nginx-exporter"]));
+        let (_, why) = auto.widening(&["nginx", "nginx"]);
+        assert!(
+            why.starts_with("auto: nginx ") && why.contains("TTM_WIDEN=on"),
+            "{why}"
+        );
+        let (on, _) = parse(&[("TTM_WIDEN", "on")]);
+        assert!(names(&on, &["nginx", "nginx"]));
+        let (off, _) = parse(&[("TTM_WIDEN", "off")]);
+        assert!(!names(&off, &["python3", "python3"]));
+        assert_eq!(off.widening(&["x"]).1, "TTM_WIDEN=off");
     }
 }

@@ -79,6 +79,9 @@ pub struct Hooks<S> {
     pub source: S,
     /// TTM_TRUSTED; None trusts every LB address.
     pub trusted: Option<Vec<Cidr>>,
+    /// TTM_WIDEN, resolved for this program: whether an IPv6 client may be
+    /// shown on an AF_INET socket as a sockaddr_in6.
+    pub widen: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,6 +209,25 @@ pub unsafe fn after_call<S: PeerSource>(
                     ],
                 );
             }
+            if reason == Passthrough::WideningOff && log::first(&WARNED_WIDENING_OFF) {
+                log::event(
+                    Level::Warn,
+                    "widening_off",
+                    &[
+                        ("call", Value::Show(&call.name())),
+                        ("fd", Value::Int(i64::from(sock))),
+                        (
+                            "why",
+                            Value::Text(
+                                "IPv6 client on an AF_INET socket, and widening is off for this \
+                                 program (TTM_WIDEN; see the widen line at info): the LB address \
+                                 stays (further cases are only counted); a dual-stack listener \
+                                 shows IPv6 clients in-kernel",
+                            ),
+                        ),
+                    ],
+                );
+            }
             log::event(
                 Level::Debug,
                 "pass",
@@ -220,6 +242,7 @@ pub unsafe fn after_call<S: PeerSource>(
 }
 
 static WARNED_NO_ROOM: AtomicBool = AtomicBool::new(false);
+static WARNED_WIDENING_OFF: AtomicBool = AtomicBool::new(false);
 static WARNED_BACKEND: AtomicBool = AtomicBool::new(false);
 
 /// # Safety
@@ -283,7 +306,7 @@ unsafe fn rewrite_in_place<S: PeerSource>(
         visible,
         buf_len,
     };
-    let target = rewrite::decide(&ret, client, hooks.trusted.as_deref())?;
+    let target = rewrite::decide(&ret, client, hooks.trusted.as_deref(), hooks.widen)?;
     // SAFETY: addr holds buf_len writable bytes and addrlen is writable, as
     // the successful call showed.
     unsafe { target.copy_out(addr, addrlen, buf_len) };

@@ -59,6 +59,7 @@ fn inactive(why: &str) {
         active: false,
         source: Backend::Off,
         trusted: None,
+        widen: false,
     });
 }
 
@@ -142,9 +143,23 @@ pub fn load() {
         }
         log::event(Level::Info, "trusted", &[("prefixes", Value::Text(&shown))]);
     }
+    let (widen, widen_why) = config.widening(&[&argv0, &comm]);
+    if !widen {
+        // Said only when it departs from the rule (an IPv6 client shown
+        // on an AF_INET socket when the buffer has room).
+        log::event(
+            Level::Info,
+            "widen",
+            &[
+                ("widen", Value::Show(&"off")),
+                ("why", Value::Text(&widen_why)),
+            ],
+        );
+    }
     let _ = STATE.set(Hooks {
         active: true,
         source: selection.backend,
         trusted: config.trusted,
+        widen,
     });
 }

@@ -42,10 +42,14 @@ pub enum Passthrough {
     /// IPv6 client on an AF_INET socket whose caller's buffer cannot hold a
     /// sockaddr_in6: the LB address stays.
     NoRoomForIpv6,
+    /// IPv6 client on an AF_INET socket, and widening to sockaddr_in6 is
+    /// off for this program (TTM_WIDEN=off, or `auto` and the program drops
+    /// widened addresses): the LB address stays.
+    WideningOff,
 }
 
 impl Passthrough {
-    pub const ALL: [Passthrough; 15] = [
+    pub const ALL: [Passthrough; 16] = [
         Passthrough::NotReady,
         Passthrough::Inactive,
         Passthrough::CallFailed,
@@ -61,6 +65,7 @@ impl Passthrough {
         Passthrough::Untrusted,
         Passthrough::TrustUnknown,
         Passthrough::NoRoomForIpv6,
+        Passthrough::WideningOff,
     ];
 
     /// Stable names, as `ttm_stat()` and the logs show them.
@@ -81,6 +86,7 @@ impl Passthrough {
             Passthrough::Untrusted => "untrusted",
             Passthrough::TrustUnknown => "trust_unknown",
             Passthrough::NoRoomForIpv6 => "no_room_for_ipv6",
+            Passthrough::WideningOff => "widening_off",
         }
     }
 

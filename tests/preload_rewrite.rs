@@ -281,3 +281,92 @@ fn counters_add_up() {
     assert!(capi.contains("stat rewritten=0\n"), "{capi}");
     assert!(capi.contains("stat_end errno=22"), "{capi}");
 }
+
+/// The probe under another name: TTM_WIDEN=auto decides by program name.
+fn probe_named(scratch: &preload::Scratch, name: &str) -> std::path::PathBuf {
+    let p = scratch.0.join(name);
+    std::fs::copy(probe(), &p).unwrap();
+    p
+}
+
+#[test]
+fn widening_policy_by_program_and_ttm_widen() {
+    let scratch = preload::Scratch::new("rw-widen");
+    let nginx = probe_named(&scratch, "nginx");
+    let widened = expected_hex(2, V6.parse().unwrap(), 128).unwrap();
+    // (program, TTM_WIDEN, widened?)
+    let cases = [
+        (probe(), None, true),
+        (probe(), Some("auto"), true),
+        (probe(), Some("off"), false),
+        (nginx.clone(), None, false),
+        (nginx.clone(), Some("auto"), false),
+        (nginx.clone(), Some("bogus"), false),
+        (nginx.clone(), Some("on"), true),
+    ];
+    for (program, widen, widens) in cases {
+        let mut env = vec![
+            ("TTM_BACKEND", "kmod"),
+            ("FAKE_TTM_PEER", V6),
+            ("PROBE_STATS", "1"),
+            ("TTM_LOG", "info"),
+        ];
+        if let Some(w) = widen {
+            env.push(("TTM_WIDEN", w));
+        }
+        let r = run(&program, &["matrix", "4"], Preload::LibttmAndFake, &env);
+        let what = format!("{} TTM_WIDEN={widen:?}", program.display());
+        let addr = first_accept_addr(&r.stdout);
+        let s = stats(&r.stdout);
+        let lines = parse_lines(&r.stdout);
+        // Calls whose buffer could hold a sockaddr_in6 (and are not NULL).
+        let roomy = lines
+            .iter()
+            .filter(|l| l.ok && l.nulls == "00" && l.size >= 28)
+            .count() as u64;
+        let visible = lines
+            .iter()
+            .filter(|l| l.ok && l.nulls == "00" && l.size >= 2)
+            .count() as u64;
+        if widens {
+            assert_eq!(addr, widened, "{what}");
+            assert_eq!(s["rewritten"], roomy, "{what}: {s:?}");
+            assert_eq!(s["no_room_for_ipv6"], visible - roomy, "{what}: {s:?}");
+            assert_eq!(s["widening_off"], 0, "{what}: {s:?}");
+            assert!(!r.stderr.contains(" info widen "), "{what}: {}", r.stderr);
+        } else {
+            assert!(
+                addr.starts_with("0200") && addr.contains("7f000001"),
+                "{what}: the LB address stays: {addr}"
+            );
+            assert_eq!(s["rewritten"], 0, "{what}: {s:?}");
+            // Off by policy is counted as such, whatever the buffer size.
+            assert_eq!(s["widening_off"], visible, "{what}: {s:?}");
+            assert_eq!(s["no_room_for_ipv6"], 0, "{what}: {s:?}");
+            let info: Vec<&str> = r
+                .stderr
+                .lines()
+                .filter(|l| l.contains(" info widen "))
+                .collect();
+            assert_eq!(info.len(), 1, "{what}: {}", r.stderr);
+            let why = if widen == Some("off") {
+                "why=\"TTM_WIDEN=off\""
+            } else {
+                "why=\"auto: nginx closes connections"
+            };
+            assert!(info[0].contains(why), "{what}: {}", info[0]);
+            assert_eq!(
+                r.stderr.matches(" warn widening_off ").count(),
+                1,
+                "{what}: warned once: {}",
+                r.stderr
+            );
+        }
+        assert_eq!(
+            r.stderr.matches("var=TTM_WIDEN ").count(),
+            usize::from(widen == Some("bogus")),
+            "{what}: {}",
+            r.stderr
+        );
+    }
+}

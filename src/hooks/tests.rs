@@ -45,6 +45,7 @@ fn hooks(answer: Lookup) -> Hooks<Fake> {
         active: true,
         source: Fake::new(answer),
         trusted: None,
+        widen: true,
     }
 }
 
@@ -304,4 +305,40 @@ fn kernel_rewrite_is_left_alone() {
     let r = run(Some(&h), &already, 128, false, false);
     assert_eq!(&r.buf[..28], already.as_bytes());
     let _ = Ipv6Addr::LOCALHOST;
+}
+
+#[test]
+fn widening_off_keeps_the_kernel_answer_for_ipv6_clients_on_inet_sockets() {
+    for buf_len in SIZES {
+        for (family, client) in [
+            (AF_INET, client_v6()),
+            (AF_INET, client_v4()),
+            (AF_INET6, client_v4()),
+            (AF_INET6, client_v6()),
+        ] {
+            let mut h = hooks(Lookup::Found(TtmPeer::from_client(client)));
+            h.widen = false;
+            let kernel = lb(family);
+            let r = run(Some(&h), &kernel, buf_len, false, false);
+            let what = format!("family {family} client {client} buffer {buf_len}");
+            assert_eq!(r.errno, 4242, "{what}");
+            assert!(
+                r.buf[buf_len as usize..].iter().all(|&b| b == CANARY),
+                "{what}: overrun"
+            );
+            let widening = family == AF_INET && client.is_ipv6();
+            match expected(family, client, buf_len).filter(|_| buf_len >= 2 && !widening) {
+                Some(want) => {
+                    let n = (buf_len as usize).min(want.len());
+                    assert_eq!(&r.buf[..n], &want[..n], "{what}: bytes");
+                    assert_eq!(r.len as usize, want.len(), "{what}: true length");
+                }
+                None => {
+                    let visible = (buf_len as usize).min(kernel.as_bytes().len());
+                    assert_eq!(&r.buf[..visible], &kernel.as_bytes()[..visible], "{what}");
+                    assert_eq!(r.len, kernel.len(), "{what}: kept length");
+                }
+            }
+        }
+    }
 }

@@ -6,6 +6,10 @@
 //! or LD_PRELOAD) and points TTM_BPF_MAP at a path that does not exist, so
 //! whatever kernel side the host has loaded cannot change the outcome;
 //! tests that want a backend preload `fake_kmod.c` and set TTM_BACKEND=kmod.
+//!
+//! `tests/preload_e2e.rs` (libttm on the real eBPF kit, in the harness's
+//! namespaces) also builds its servers and client here: `accept_threads.c`,
+//! `e2e_client.c` and the C example (`c_example`).
 
 #![allow(dead_code)]
 
@@ -113,22 +117,70 @@ pub fn gcc(out: &Path, args: &[&str], sources: &[&Path]) {
 /// source and flags, compiled under a temporary name and renamed into
 /// place, so concurrent test processes and later runs share it.
 fn built(cell: &'static OnceLock<PathBuf>, name: &str, src: &str, args: &[&str]) -> PathBuf {
+    built_from(cell, name, &[source(src)], args)
+}
+
+/// As [`built`], for `files[0]` compiled anywhere in the repository;
+/// the other files (headers it includes) are part of the hash.
+fn built_from(
+    cell: &'static OnceLock<PathBuf>,
+    name: &str,
+    files: &[PathBuf],
+    args: &[&str],
+) -> PathBuf {
     use std::hash::{Hash, Hasher};
     cell.get_or_init(|| {
-        let text = std::fs::read(source(src)).unwrap();
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (text, args).hash(&mut h);
+        for f in files {
+            std::fs::read(f)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+                .hash(&mut h);
+        }
+        args.hash(&mut h);
         let dir = profile_dir().join("preload-tests");
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join(format!("{:016x}-{name}", h.finish()));
         if !out.exists() {
             let tmp = dir.join(format!("{}.{}.tmp", name, std::process::id()));
-            gcc(&tmp, args, &[&source(src)]);
+            gcc(&tmp, args, &[&files[0]]);
             std::fs::rename(&tmp, &out).unwrap();
         }
         out
     })
     .clone()
+}
+
+/// tests/preload/accept_threads.c: N threads accepting on one listener.
+pub fn accept_threads() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    built(&P, "accept_threads", "accept_threads.c", &["-pthread"])
+}
+
+/// tests/preload/e2e_client.c: the end-to-end tests' client.
+pub fn e2e_client() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    built(&P, "e2e_client", "e2e_client.c", &["-pthread"])
+}
+
+/// examples/c/server.c, built as its README says (`-I include -ldl`); with
+/// `sockaddr_in` its accept() gets a 16-byte buffer instead of a
+/// sockaddr_storage (tests/preload/accept_sin.h, force-included).
+pub fn c_example(sockaddr_in: bool) -> PathBuf {
+    static STORAGE: OnceLock<PathBuf> = OnceLock::new();
+    static SIN: OnceLock<PathBuf> = OnceLock::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let include = format!("-I{}", root.join("include").display());
+    let mut files = vec![root.join("examples/c/server.c"), root.join("include/ttm.h")];
+    let mut args = vec![include.as_str(), "-ldl"];
+    let force = source("accept_sin.h");
+    let force_s = force.display().to_string();
+    if sockaddr_in {
+        files.push(force.clone());
+        args.extend(["-include", force_s.as_str()]);
+        built_from(&SIN, "c_example_sin", &files, &args)
+    } else {
+        built_from(&STORAGE, "c_example", &files, &args)
+    }
 }
 
 pub fn probe() -> PathBuf {
