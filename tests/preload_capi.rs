@@ -3,6 +3,7 @@
 //! packaging/ttm.pc.in; the C and Python examples build and show the real
 //! client under the shim (fake kernel module, loopback).
 
+mod harness;
 mod preload;
 
 use std::io::{BufRead, BufReader, Read};

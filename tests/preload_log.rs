@@ -2,6 +2,7 @@
 //! why, one warning per bad setting (with a safe default and no crash),
 //! JSON lines with TTM_LOG_FORMAT=json, per-event lines at debug.
 
+mod harness;
 mod preload;
 
 use preload::{Preload, normalize, probe, run};

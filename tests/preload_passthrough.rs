@@ -3,6 +3,7 @@
 //! library: same return, errno and bytes (ports masked: they differ between
 //! any two runs). Real C and Python programs, loopback only.
 
+mod harness;
 mod preload;
 
 use preload::{PYTHON, Preload, normalize, probe, run, source};

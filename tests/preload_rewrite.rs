@@ -4,6 +4,7 @@
 //! size x NULL pointers, checked byte for byte against the rules; plus the
 //! per-process controls and the C API with a backend present.
 
+mod harness;
 mod preload;
 
 use std::net::SocketAddr;

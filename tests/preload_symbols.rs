@@ -2,6 +2,7 @@
 //! C API, nothing else; SONAME libttm.so.1; dlsym bound to its pre-2.34
 //! version node.
 
+mod harness;
 mod preload;
 
 use std::collections::BTreeSet;

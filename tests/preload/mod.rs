@@ -17,57 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-pub const PYTHON: &str = "/usr/bin/python3";
+// Every preload test file compiles this module but uses only part of it.
+#[allow(unused_imports)]
+pub use crate::harness::binaries::{PYTHON, libttm, profile_dir};
 pub const NO_MAP: &str = "/nonexistent/ttm/ttm_peers";
-
-/// target/<profile>: the test binary is target/<profile>/deps/<name>-<hash>.
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_owned()
-}
-
-/// libttm.so in target/<profile>, brought up to date once per test process.
-///
-/// `cargo test` does not build it: integration tests link nothing from a
-/// cdylib-only package, so cargo neither compiles nor copies the cdylib
-/// for them (checked: after `rm target/debug/libttm.so`, `cargo test
-/// --test preload_passthrough` leaves it missing). Hence one
-/// `cargo build -p ttm` here, a no-op when it is fresh.
-pub fn libttm() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let profile_dir = profile_dir();
-            let profile = profile_dir
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(["build", "--quiet", "-p", "ttm", "--lib", "--target-dir"])
-                .arg(profile_dir.parent().unwrap());
-            match profile.as_str() {
-                "debug" => {}
-                "release" => {
-                    cmd.arg("--release");
-                }
-                other => {
-                    cmd.args(["--profile", other]);
-                }
-            }
-            let out = cmd.output().expect("running cargo build");
-            assert!(
-                out.status.success(),
-                "cargo build -p ttm failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let p = profile_dir.join("libttm.so");
-            assert!(p.exists(), "{} missing after cargo build", p.display());
-            p
-        })
-        .clone()
-}
 
 pub fn source(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
