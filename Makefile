@@ -2,7 +2,7 @@
 # Both install missing system packages first (scripts/deps.sh, as root).
 CARGO ?= cargo
 
-.PHONY: deps build demo test lint
+.PHONY: deps build demo test lint package
 
 deps:
 	scripts/deps.sh
@@ -19,3 +19,7 @@ lint: deps
 
 test: build lint
 	$(CARGO) test --workspace
+
+# .deb and .rpm in target/packages/, built against glibc 2.17 (scripts/package.sh)
+package: deps
+	scripts/package.sh
