@@ -4,9 +4,12 @@
  * a TCP option, keep it with the socket, and hand it back through the
  * vendor getsockopt ABIs and (optionally) getpeername()/accept().
  *
- * Four small programs, one job each:
+ * Small programs, one job each:
  *   ttm_parse        sockops: parse the option of the packet that completed
- *                    the handshake, store struct ttm_peer in ttm_peers
+ *                    the handshake, store struct ttm_peer in ttm_peers (or,
+ *                    when that packet has none, the claim ttm_deferred kept)
+ *   ttm_deferred     cgroup_skb/ingress: keep the claim of an ACK addressed
+ *                    to a listener, for servers using TCP_DEFER_ACCEPT
  *   ttm_getsockopt   cgroup/getsockopt: SOL_IP/1345 and IPPROTO_IP/4096
  *                    (ttm_getsockopt_compat: the same before Linux 5.18)
  *   ttm_getpeername4 cgroup/getpeername4: IPv4 client on AF_INET sockets
@@ -16,8 +19,11 @@
  * that worked into an error.
  */
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/in6.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/socket.h>
 #include <linux/tcp.h>
 #include <linux/errno.h>
@@ -32,8 +38,29 @@
 #endif
 #define TCP_ESTABLISHED 1
 #define TCP_CLOSE_WAIT 8
+#define TCP_LISTEN 10
+#define TCPHDR_SYN 0x02
+#define TCPHDR_RST 0x04
+#define TCPHDR_ACK 0x10
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* The one kernel-internal field ttm reads: whether a listener has
+ * TCP_DEFER_ACCEPT (the number of SYN-ACK retransmits to wait for data,
+ * 0 when off). Only the path is declared; the loader relocates the offset
+ * from the running kernel's BTF (CO-RE), so ttm_deferred needs
+ * /sys/kernel/btf/vmlinux. */
+struct request_sock_queue {
+	__u8 rskq_defer_accept;
+} __attribute__((preserve_access_index));
+
+struct inet_connection_sock {
+	struct request_sock_queue icsk_accept_queue;
+} __attribute__((preserve_access_index));
+
+struct tcp_sock {
+	struct inet_connection_sock inet_conn;
+} __attribute__((preserve_access_index));
 
 /* Per-socket real client. Freed by the kernel with the socket. Pinned by
  * name so a reload keeps the answers for connections already open. */
@@ -59,6 +86,18 @@ struct {
 	__type(key, struct ttm_trust_key);
 	__type(value, __u8);
 } ttm_trusted SEC(".maps");
+
+/* Claims of ACKs that reached a TCP_DEFER_ACCEPT listener, until the
+ * connection they complete is created. Entries never taken (a handshake
+ * reset before any data) are reclaimed by the LRU. Pinned by name like
+ * ttm_peers, so a handshake in flight across a reload is still served. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TTM_STASH_MAX);
+	__type(key, struct ttm_conn_key);
+	__type(value, struct ttm_stash);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ttm_stash SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -94,6 +133,69 @@ static __always_inline int trusted(struct bpf_sock_ops *skops)
 	return bpf_map_lookup_elem(&ttm_trusted, &key) != NULL;
 }
 
+/* One 4-byte load of the sockops context at a constant offset. Plain C
+ * reads of the fields below are merged by clang, across the two branches
+ * of conn_key(), into one load through a computed context pointer, which
+ * the verifier refuses; an asm load stays exactly where it is written. */
+#define SKOPS_U32(skops, field)                                              \
+	({                                                                   \
+		__u32 __v;                                                   \
+		asm volatile("%0 = *(u32 *)(%1 + %2)"                        \
+			     : "=r"(__v)                                     \
+			     : "r"(skops),                                   \
+			       "i"(__builtin_offsetof(struct bpf_sock_ops, field))); \
+		__v;                                                         \
+	})
+
+/* The new socket's 4-tuple as ttm_deferred keyed its claim. A dual-stack
+ * socket's IPv4 peer is v4-mapped already; an AF_INET one is mapped here. */
+static __always_inline void conn_key(struct bpf_sock_ops *skops,
+				     struct ttm_conn_key *key)
+{
+	if (skops->family == AF_INET) {
+		key->local[2] = bpf_htonl(0xffff);
+		key->local[3] = SKOPS_U32(skops, local_ip4);
+		key->remote[2] = bpf_htonl(0xffff);
+		key->remote[3] = SKOPS_U32(skops, remote_ip4);
+	} else {
+		key->local[0] = SKOPS_U32(skops, local_ip6[0]);
+		key->local[1] = SKOPS_U32(skops, local_ip6[1]);
+		key->local[2] = SKOPS_U32(skops, local_ip6[2]);
+		key->local[3] = SKOPS_U32(skops, local_ip6[3]);
+		key->remote[0] = SKOPS_U32(skops, remote_ip6[0]);
+		key->remote[1] = SKOPS_U32(skops, remote_ip6[1]);
+		key->remote[2] = SKOPS_U32(skops, remote_ip6[2]);
+		key->remote[3] = SKOPS_U32(skops, remote_ip6[3]);
+	}
+	/* local_port is in host order; remote_port holds the network-order
+	 * port in its upper half on little-endian (bpf_ntohl undoes both). */
+	key->local_port = bpf_htons((__u16)skops->local_port);
+	key->remote_port = bpf_htons((__u16)bpf_ntohl(skops->remote_port));
+}
+
+/* The claim ttm_deferred kept for this socket's handshake, if any: taken
+ * out of the stash, and used only if the ACK it came with is the one this
+ * socket was created for (same sequence and acknowledgement numbers). */
+static __always_inline int take_stash(struct bpf_sock_ops *skops,
+				      struct ttm_peer *peer)
+{
+	struct ttm_conn_key key = {};
+	struct ttm_stash *st;
+	int match;
+
+	conn_key(skops, &key);
+	st = bpf_map_lookup_elem(&ttm_stash, &key);
+	if (!st)
+		return 0;
+	match = st->seq == skops->rcv_nxt && st->ack_seq == skops->snd_una;
+	if (match)
+		*peer = st->peer;
+	bpf_map_delete_elem(&ttm_stash, &key);
+	if (!match)
+		count(TTM_CNT_STASH_STALE);
+	return match;
+}
+
 SEC("sockops")
 int ttm_parse(struct bpf_sock_ops *skops)
 {
@@ -103,7 +205,7 @@ int ttm_parse(struct bpf_sock_ops *skops)
 	struct bpf_sock *sk;
 	__u32 zero = 0, len = 0;
 	void *data, *data_end;
-	int res;
+	int res, from_stash = 0;
 
 	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		return 1;
@@ -120,9 +222,20 @@ int ttm_parse(struct bpf_sock_ops *skops)
 
 	res = parse_options(data, data_end, cfg->formats, &peer, &len);
 	if (res == PARSE_NONE) {
-		count(TTM_CNT_NO_OPTION);
-		return 1;
+		/* TCP_DEFER_ACCEPT: the ACK with the option was dropped and
+		 * this is the first data segment. */
+		if (!(cfg->flags & TTM_CFG_DEFER_ACCEPT) ||
+		    !take_stash(skops, &peer)) {
+			count(TTM_CNT_NO_OPTION);
+			return 1;
+		}
+		from_stash = 1;
 	}
+	/* If this packet has an option while ttm_deferred kept one for the
+	 * handshake (an LB writing it into data segments too, or a listener
+	 * that stopped deferring), the entry is left to the LRU: deleting it
+	 * costs a hash operation on every connection, and no other handshake
+	 * can take it (take_stash() checks the sequence numbers). */
 	if (res == PARSE_MALFORMED) {
 		count(TTM_CNT_MALFORMED);
 		return 1;
@@ -151,6 +264,107 @@ int ttm_parse(struct bpf_sock_ops *skops)
 	 * runs two parsers) is refreshed with the same answer. */
 	*stored = peer;
 	count(peer.af == AF_INET ? TTM_CNT_FOUND_V4 : TTM_CNT_FOUND_V6);
+	if (from_stash)
+		count(TTM_CNT_FROM_STASH);
+	return 1;
+}
+
+/* The trust check of ttm_parse, on the source address of a packet
+ * (IPv4 v4-mapped, as in struct ttm_conn_key). */
+static __always_inline int trusted_src(const __u32 src[4])
+{
+	struct ttm_trust_key key = { .prefixlen = 128 };
+
+	__builtin_memcpy(key.addr, src, 16);
+	return bpf_map_lookup_elem(&ttm_trusted, &key) != NULL;
+}
+
+/* An ACK on its way to a TCP_DEFER_ACCEPT listener, which will drop it if
+ * it carries no data: parse and check it as ttm_parse would, keep a good
+ * claim in ttm_stash. */
+static __attribute__((noinline)) int stash_claim(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ttm_conn_key key = {};
+	struct ttm_stash st = {};
+	struct ttm_config *cfg;
+	struct tcphdr *th;
+	__u32 zero = 0, len = 0, ihl;
+	int res;
+
+	/* Direct packet access starts at the network header. */
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP)
+			return 0;
+		ihl = ip->ihl * 4;
+		if (ihl < sizeof(*ip))
+			return 0;
+		key.local[2] = bpf_htonl(0xffff);
+		key.local[3] = ip->daddr;
+		key.remote[2] = bpf_htonl(0xffff);
+		key.remote[3] = ip->saddr;
+		th = data + ihl;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+
+		/* Extension headers are not followed. */
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
+			return 0;
+		__builtin_memcpy(key.local, &ip6->daddr, 16);
+		__builtin_memcpy(key.remote, &ip6->saddr, 16);
+		th = (void *)(ip6 + 1);
+	} else {
+		return 0;
+	}
+	if ((void *)(th + 1) > data_end)
+		return 0;
+	/* The ACK that completes a handshake: not a SYN, not a reset. */
+	if ((((__u8 *)th)[13] & (TCPHDR_SYN | TCPHDR_RST | TCPHDR_ACK)) !=
+	    TCPHDR_ACK)
+		return 0;
+
+	cfg = bpf_map_lookup_elem(&ttm_config, &zero);
+	if (!cfg)
+		return 0;
+	res = parse_options(th, data_end, cfg->formats, &st.peer, &len);
+	if (res == PARSE_NONE)
+		return 0; /* a direct client, or a data segment after the ACK */
+	if (res == PARSE_MALFORMED || !normalize(&st.peer) ||
+	    ((cfg->flags & TTM_CFG_TRUST_ENFORCED) && !trusted_src(key.remote))) {
+		count(TTM_CNT_STASH_REFUSED);
+		return 0;
+	}
+	key.local_port = th->dest;
+	key.remote_port = th->source;
+	st.seq = bpf_ntohl(th->seq);
+	st.ack_seq = bpf_ntohl(th->ack_seq);
+	if (bpf_map_update_elem(&ttm_stash, &key, &st, BPF_ANY))
+		count(TTM_CNT_STASH_FAILED);
+	else
+		count(TTM_CNT_STASHED);
+	return 0;
+}
+
+/* Runs for every packet delivered to a socket of the cgroup: everything
+ * but packets addressed to a listener leaves at the first test, and
+ * everything but those of a TCP_DEFER_ACCEPT listener at the second (a
+ * listener without it creates the connection from the ACK itself, and
+ * ttm_parse reads the option there). Never drops anything. */
+SEC("cgroup_skb/ingress")
+int ttm_deferred(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct tcp_sock *tp;
+
+	if (!sk || sk->state != TCP_LISTEN)
+		return 1;
+	tp = bpf_skc_to_tcp_sock(sk); /* NULL for a listener of another protocol */
+	if (!tp || !tp->inet_conn.icsk_accept_queue.rskq_defer_accept)
+		return 1;
+	stash_claim(skb);
 	return 1;
 }
 

@@ -45,6 +45,8 @@ enum ttm_config_flags {
 	TTM_CFG_TRUST_ENFORCED = 1 << 0,
 	/* getpeername4/6 programs attached (informational for status). */
 	TTM_CFG_REWRITE = 1 << 1,
+	/* ttm_deferred attached: the parser may take a claim from ttm_stash. */
+	TTM_CFG_DEFER_ACCEPT = 1 << 2,
 };
 
 struct ttm_config {
@@ -63,6 +65,28 @@ struct ttm_trust_key {
 };
 #define TTM_TRUST_MAX 1024
 
+/* TCP_DEFER_ACCEPT: the kernel drops the bare third ACK (the one carrying
+ * the option) and creates the socket from the first data segment. The
+ * claim is read from that ACK on its way to the listener and kept here,
+ * keyed by the connection, until the parser takes it. Addresses as seen
+ * by the server: IPv4 v4-mapped (::ffff:a.b.c.d), network order. */
+struct ttm_conn_key {
+	__u32 local[4];
+	__u32 remote[4];
+	__be16 local_port;
+	__be16 remote_port;
+};
+
+struct ttm_stash {
+	struct ttm_peer peer;
+	/* The ACK's sequence and acknowledgement numbers: the new socket's
+	 * rcv_nxt and snd_una, so a claim is only ever given to the very
+	 * handshake it came with. */
+	__u32 seq;
+	__u32 ack_seq;
+};
+#define TTM_STASH_MAX 16384
+
 /* One counter per outcome; ttmctl prints them by these names. */
 enum ttm_counter {
 	TTM_CNT_FOUND_V4,        /* option parsed, IPv4 client stored */
@@ -78,6 +102,12 @@ enum ttm_counter {
 	TTM_CNT_GETSOCKOPT_ERROR, /* one of the two refused (short buffer, ...) */
 	TTM_CNT_REWRITE4,        /* getpeername4/accept rewritten */
 	TTM_CNT_REWRITE6,        /* getpeername6/accept rewritten */
+	/* Added later: kept at the end so the indices above stay. */
+	TTM_CNT_STASHED,         /* claim of an ACK to a listener kept in ttm_stash */
+	TTM_CNT_STASH_REFUSED,   /* ACK to a listener: option malformed, bad or untrusted */
+	TTM_CNT_STASH_FAILED,    /* ttm_stash could not take the claim */
+	TTM_CNT_FROM_STASH,      /* handshake completed without option, claim from ttm_stash */
+	TTM_CNT_STASH_STALE,     /* ttm_stash entry of an earlier handshake on the same 4-tuple, not used */
 	TTM_CNT_MAX,
 };
 

@@ -55,6 +55,7 @@ fn help_documents_every_flag() {
                 "--trust",
                 "--format",
                 "--no-rewrite",
+                "--no-defer-accept",
             ],
         ),
         (&["unload", "--help"], &["--pin-dir"]),
@@ -248,6 +249,7 @@ fn doctor_passes_here_and_reports_every_check() {
         "privileges",
         "vendor module",
         "verifier",
+        "defer-accept",
     ] {
         assert!(names.contains(&n), "doctor lacks the {n} check: {names:?}");
     }
@@ -258,4 +260,13 @@ fn doctor_passes_here_and_reports_every_check() {
         .find(|c| c["check"] == "verifier")
         .unwrap();
     assert_eq!(verifier["status"], "ok", "{verifier:#}");
+    // This machine has kernel BTF: the optional TCP_DEFER_ACCEPT program
+    // must load too.
+    let deferred = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "defer-accept")
+        .unwrap();
+    assert_eq!(deferred["status"], "ok", "{deferred:#}");
 }

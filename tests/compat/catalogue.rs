@@ -17,9 +17,10 @@ pub fn servers_dir() -> PathBuf {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Server {
     Nginx,
-    /// As httpd ships: `AcceptFilter http data`, i.e. TCP_DEFER_ACCEPT.
+    /// As httpd ships: `AcceptFilter http data`, i.e. TCP_DEFER_ACCEPT
+    /// (served through the kernel side's `ttm_deferred`).
     Apache,
-    /// With `AcceptFilter http none`: the remedy, as a row of its own.
+    /// With `AcceptFilter http none`: no TCP_DEFER_ACCEPT, as a row of its own.
     ApacheNoDefer,
     Haproxy,
     Node,
@@ -179,7 +180,6 @@ impl Server {
     pub fn accept_path(self) -> AcceptPath {
         match self {
             Server::Nginx => AcceptPath::LibcUnwidened,
-            Server::Apache => AcceptPath::DeferredAccept,
             Server::Python => AcceptPath::FamilySized,
             Server::Go => AcceptPath::RawSyscalls,
             _ => AcceptPath::Libc,

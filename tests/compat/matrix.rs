@@ -141,10 +141,6 @@ pub enum AcceptPath {
     FamilySized,
     /// Raw system calls, invisible to LD_PRELOAD (Go).
     RawSyscalls,
-    /// TCP_DEFER_ACCEPT on the listener (httpd's default AcceptFilter):
-    /// the kernel drops the bare third ACK, which is where the LB
-    /// emulator writes the option, so the kernel side never sees it.
-    DeferredAccept,
 }
 
 /// Why a cell cannot show the real client (the notes of the document).
@@ -158,8 +154,6 @@ pub enum Why {
     GoRawSyscalls,
     /// libttm.so preloaded, but it does not widen for nginx.
     NginxUnwidened,
-    /// The option arrived in a packet the kernel dropped.
-    DeferredAccept,
 }
 
 impl Why {
@@ -170,7 +164,6 @@ impl Why {
             Why::CpythonBuffer => 'B',
             Why::GoRawSyscalls => 'C',
             Why::NginxUnwidened => 'D',
-            Why::DeferredAccept => 'E',
         }
     }
 
@@ -180,7 +173,6 @@ impl Why {
             Why::NoRoomInSockaddrIn => "preload libttm.so, or listen on `::`",
             Why::CpythonBuffer | Why::GoRawSyscalls => "listen on `::`, or getsockopt 1345",
             Why::NginxUnwidened => "listen on `[::]:PORT ipv6only=off`",
-            Why::DeferredAccept => "set `AcceptFilter http none`",
         }
     }
 }
@@ -188,9 +180,6 @@ impl Why {
 /// None when the real client is reachable in this cell (and must be
 /// shown), else why not (and the LB's address must be shown).
 pub fn unreachable(path: AcceptPath, case: Case, listener: Listener, mode: Mode) -> Option<Why> {
-    if path == AcceptPath::DeferredAccept {
-        return Some(Why::DeferredAccept);
-    }
     if case == Case::FourToFour || listener == Listener::Dual {
         // The kernel side rewrites in-kernel wherever the family can hold
         // the client.
@@ -202,7 +191,6 @@ pub fn unreachable(path: AcceptPath, case: Case, listener: Listener, mode: Mode)
         (_, AcceptPath::LibcUnwidened) => Some(Why::NginxUnwidened),
         (_, AcceptPath::FamilySized) => Some(Why::CpythonBuffer),
         (_, AcceptPath::RawSyscalls) => Some(Why::GoRawSyscalls),
-        (_, AcceptPath::DeferredAccept) => Some(Why::DeferredAccept),
     }
 }
 

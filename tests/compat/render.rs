@@ -217,16 +217,16 @@ see the README) and the LB's address stays. Listen on\n\
 `[::]:PORT ipv6only=off`: the kernel side alone then shows IPv6 clients,\n\
 and IPv4 ones as `::ffff:a.b.c.d`.\n\
 \n\
-**E. Apache httpd as shipped: `AcceptFilter http data`.** On Linux httpd\n\
-sets TCP_DEFER_ACCEPT on its listeners, and the kernel then drops the bare\n\
-third ACK of the handshake and lets the first data segment establish the\n\
-connection. An LB that writes the option into the third ACK only, as the\n\
-emulator does and as the Kingsoft TTM spec describes, has it dropped with\n\
-that ACK: no part of ttm learns the client, for any listener or client.\n\
-Set `AcceptFilter http none` (and `AcceptFilter https none`), as the next\n\
-row does. nginx's `listen ... deferred` and HAProxy's `defer-accept` set\n\
-the same socket option. An LB that also writes the option into the first\n\
-data segment is not affected.\n\
+**TCP_DEFER_ACCEPT: Apache httpd as shipped.** On Linux httpd's default\n\
+`AcceptFilter http data` sets TCP_DEFER_ACCEPT on its listeners (as nginx's\n\
+`listen ... deferred` and HAProxy's `defer-accept` do), and the kernel then\n\
+drops the bare third ACK of the handshake, the one the LB writes the option\n\
+into, and creates the connection from the first data segment. ttm's\n\
+`ttm_deferred` program reads the option of that ACK on its way to the\n\
+listener, and the parser gives it to the connection the data segment\n\
+creates: both Apache rows show the client. Loaded with\n\
+`ttmctl load --no-defer-accept`, ttm leaves such listeners the LB's\n\
+address, unless `AcceptFilter http none` (the second row) turns it off.\n\
 \n\
 ## Per server\n",
     );

@@ -18,6 +18,7 @@ pub struct TtmConfig {
 
 pub const CFG_TRUST_ENFORCED: u32 = 1 << 0;
 pub const CFG_REWRITE: u32 = 1 << 1;
+pub const CFG_DEFER_ACCEPT: u32 = 1 << 2;
 
 /// `struct ttm_lb_config`: what the LB emulator writes into the third ACK.
 #[repr(C)]
@@ -70,6 +71,12 @@ pub const COUNTERS: &[&str] = &[
     "getsockopt_error",
     "rewrite4",
     "rewrite6",
+    // Added later, at the end of the enum so the slots above keep their index.
+    "stashed",
+    "stash_refused",
+    "stash_failed",
+    "from_stash",
+    "stash_stale",
 ];
 
 /// Counter slots of `ttm_lb_counters`, in `enum ttm_lb_counter` order.
@@ -78,6 +85,7 @@ pub const LB_COUNTERS: &[&str] = &["armed", "written", "reserve_failed", "store_
 /// Map and link names inside a pin directory.
 pub mod pins {
     pub const PEERS: &str = "ttm_peers";
+    pub const STASH: &str = "ttm_stash";
     pub const CONFIG: &str = "ttm_config";
     pub const TRUSTED: &str = "ttm_trusted";
     pub const COUNTERS: &str = "ttm_counters";

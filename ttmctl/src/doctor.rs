@@ -62,14 +62,19 @@ fn checks() -> Vec<Check> {
         check("kernel", Level::Ok, format!("Linux {rel} (>= 5.10; >= 5.19 for unprivileged map reads)"), "")
     });
 
-    out.push(if Path::new("/sys/kernel/btf/vmlinux").exists() {
-        check("btf", Level::Ok, "/sys/kernel/btf/vmlinux present", "")
+    out.push(if preflight::kernel_btf() {
+        check(
+            "btf",
+            Level::Ok,
+            format!("{} present", preflight::KERNEL_BTF),
+            "",
+        )
     } else {
         check(
             "btf",
             Level::Warn,
             "no kernel BTF",
-            "SK_STORAGE maps carry their own BTF, so ttm works; bpftool's pretty-printing will not",
+            "ttm works without it, except for TCP_DEFER_ACCEPT listeners (see defer-accept)",
         )
     });
 
@@ -160,6 +165,7 @@ fn checks() -> Vec<Check> {
 
     // The only proof a program runs here is the verifier accepting it.
     out.push(verify_programs());
+    out.push(defer_accept_check());
     out
 }
 
@@ -224,6 +230,41 @@ fn try_verify(scratch: &Path) -> anyhow::Result<Vec<&'static str>> {
         names.extend_from_slice(progs);
     }
     Ok(names)
+}
+
+/// ttm_deferred is optional: without it (no kernel BTF, or a verifier that
+/// refuses it) `ttmctl load` attaches the rest and warns.
+fn defer_accept_check() -> Check {
+    const NAME: &str = "defer-accept";
+    let consequence = "listeners with TCP_DEFER_ACCEPT (httpd's default AcceptFilter, nginx `deferred`, \
+        HAProxy `defer-accept`) will see the LB's address; turn it off there (`AcceptFilter http none`)";
+    if !preflight::kernel_btf() {
+        return check(
+            NAME,
+            Level::Warn,
+            "no kernel BTF: ttm_deferred reads the listener's TCP_DEFER_ACCEPT through it",
+            format!("{consequence}, or boot a kernel built with CONFIG_DEBUG_INFO_BTF"),
+        );
+    }
+    if cap_eff() & (1 << 39 | 1 << 21) == 0 || !bpffs::is_bpffs(Path::new(bpffs::DEFAULT_ROOT)) {
+        return check(NAME, Level::Warn, "not tried (needs root and bpffs)", "");
+    }
+    let scratch =
+        Path::new(bpffs::DEFAULT_ROOT).join(format!("ttm-doctor-defer-{}", std::process::id()));
+    let r = fs::create_dir(&scratch)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| programs::open(objects::TTM, Some(&scratch)))
+        .and_then(|mut ebpf| programs::load(&mut ebpf, "ttm_deferred"));
+    crate::unload::remove_pins(&scratch);
+    match r {
+        Ok(()) => check(
+            NAME,
+            Level::Ok,
+            "ttm_deferred accepted: TCP_DEFER_ACCEPT listeners are served",
+            "",
+        ),
+        Err(e) => check(NAME, Level::Warn, format!("{e:#}"), consequence),
+    }
 }
 
 pub fn run(as_json: bool) -> anyhow::Result<()> {

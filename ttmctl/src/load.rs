@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::abi::{self, TtmConfig, pins};
 use crate::cidr::Cidr;
-use crate::objects::{ATTACHMENTS, TTM};
+use crate::objects::{ATTACHMENTS, Part, TTM};
 use crate::pinset::PinSet;
 use crate::{bpffs, cgroup, preflight, programs};
 
@@ -19,6 +19,18 @@ pub struct LoadArgs {
     pub trust: Vec<Cidr>,
     pub formats: u32,
     pub rewrite: bool,
+    pub defer_accept: bool,
+}
+
+impl LoadArgs {
+    /// Whether the programs of `part` are to be attached.
+    fn wants(&self, part: Part) -> bool {
+        match part {
+            Part::Core => true,
+            Part::Rewrite => self.rewrite,
+            Part::DeferAccept => self.defer_accept,
+        }
+    }
 }
 
 /// The fd of a map aya created, whatever its type.
@@ -33,9 +45,18 @@ pub fn map_fd<'a>(ebpf: &'a aya::Ebpf, name: &str) -> Result<BorrowedFd<'a>> {
     Ok(data.fd().as_fd())
 }
 
-pub fn run(args: LoadArgs) -> Result<()> {
+pub fn run(mut args: LoadArgs) -> Result<()> {
     preflight::require_root("load")?;
     preflight::require_kernel()?;
+    if args.defer_accept && !preflight::kernel_btf() {
+        // The rest works without it; say what is missing rather than fail.
+        eprintln!(
+            "ttm: warning: no kernel BTF ({}): listeners with TCP_DEFER_ACCEPT \
+             (httpd's default AcceptFilter) will see the LB's address; see `ttmctl doctor`",
+            preflight::KERNEL_BTF
+        );
+        args.defer_accept = false;
+    }
     let cg = match &args.cgroup {
         Some(dir) => cgroup::resolve(dir)?,
         None => cgroup::cgroup2_mount()?,
@@ -43,14 +64,14 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let dir = bpffs::create_pin_dir(&args.pin_dir)?;
     let reload = dir.join(ATTACHMENTS[0].link_pin).exists();
 
-    let result = load_into(&args, &cg, &dir);
+    let result = load_into(&mut args, &cg, &dir);
     if result.is_err() && !reload {
         // Nothing was running before: leave nothing behind either.
         crate::unload::remove_pins(&dir);
     }
     result?;
     println!(
-        "ttm: {} at {} (pins in {}), formats {}, {}{}",
+        "ttm: {} at {} (pins in {}), formats {}, {}{}{}",
         if reload { "reloaded" } else { "loaded" },
         cg.display(),
         dir.display(),
@@ -59,6 +80,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
             "getpeername/accept rewritten in-kernel"
         } else {
             "getsockopt/map only"
+        },
+        if args.defer_accept {
+            ""
+        } else {
+            ", TCP_DEFER_ACCEPT listeners not served"
         },
         if args.trust.is_empty() {
             String::new()
@@ -76,11 +102,31 @@ pub fn run(args: LoadArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_into(args: &LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
+fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     // The peer map is pinned by name: a reload reuses it, so connections
     // accepted before the reload keep their answers.
     let mut ebpf = programs::open(TTM, Some(dir))?;
     bpffs::chmod(&dir.join(pins::PEERS), 0o644)?;
+
+    let (major, minor, _) = preflight::kernel_version();
+    if args.defer_accept {
+        // Optional: a kernel that refuses it still gets everything else.
+        let a = ATTACHMENTS
+            .iter()
+            .find(|a| a.part == Part::DeferAccept)
+            .context("no TCP_DEFER_ACCEPT program")?;
+        if let Err(e) = programs::load(&mut ebpf, a.program_for((major, minor))) {
+            eprintln!(
+                "ttm: warning: listeners with TCP_DEFER_ACCEPT will see the LB's address: {e:#}"
+            );
+            args.defer_accept = false;
+        }
+    }
+    let args = &*args;
+    let wanted: Vec<_> = ATTACHMENTS.iter().filter(|a| args.wants(a.part)).collect();
+    for a in wanted.iter().filter(|a| a.part != Part::DeferAccept) {
+        programs::load(&mut ebpf, a.program_for((major, minor)))?;
+    }
 
     let mut flags = 0;
     if !args.trust.is_empty() {
@@ -88,6 +134,9 @@ fn load_into(args: &LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     }
     if args.rewrite {
         flags |= abi::CFG_REWRITE;
+    }
+    if args.defer_accept {
+        flags |= abi::CFG_DEFER_ACCEPT;
     }
     {
         let map = ebpf.map_mut(pins::CONFIG).context("config map missing")?;
@@ -111,21 +160,14 @@ fn load_into(args: &LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     }
 
     let cgroup_file = File::open(cg).with_context(|| format!("opening cgroup {}", cg.display()))?;
-    let wanted: Vec<_> = ATTACHMENTS
-        .iter()
-        .filter(|a| args.rewrite || !a.rewrite)
-        .collect();
-    let (major, minor, _) = preflight::kernel_version();
-    for a in &wanted {
-        programs::load(&mut ebpf, a.program_for((major, minor)))?;
-    }
     // Attach everything before any old link goes: from here until commit
     // both sets run, and they store and answer the same thing.
     let mut links = Vec::new();
     for a in &wanted {
+        let program = a.program_for((major, minor));
         links.push((
             a,
-            programs::attach(&ebpf, a.program, &cgroup_file, a.attach_type)?,
+            programs::attach(&ebpf, program, &cgroup_file, a.attach_type)?,
         ));
     }
 
@@ -138,8 +180,9 @@ fn load_into(args: &LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     }
     set.commit()?;
 
-    // A reload with --no-rewrite drops the rewrite links the old set had.
-    for a in ATTACHMENTS.iter().filter(|a| a.rewrite && !args.rewrite) {
+    // A reload with --no-rewrite or --no-defer-accept drops those links
+    // of the old set.
+    for a in ATTACHMENTS.iter().filter(|a| !args.wants(a.part)) {
         let _ = std::fs::remove_file(dir.join(a.link_pin));
     }
     Ok(())

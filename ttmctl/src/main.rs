@@ -60,6 +60,12 @@ enum Cmd {
         /// Do not rewrite accept()/getpeername() in-kernel; answer getsockopt and the map only
         #[arg(long)]
         no_rewrite: bool,
+        /// Do not serve listeners with TCP_DEFER_ACCEPT (httpd's default AcceptFilter,
+        /// nginx `deferred`, HAProxy `defer-accept`): skip the cgroup_skb program that
+        /// keeps the option of the third ACK, which such listeners drop, and runs for
+        /// every packet the cgroup's sockets receive
+        #[arg(long)]
+        no_defer_accept: bool,
     },
     /// Detach and remove everything `load` pinned
     Unload {
@@ -127,6 +133,7 @@ fn run(cli: Cli) -> Result<()> {
             trust,
             formats,
             no_rewrite,
+            no_defer_accept,
         } => load::run(load::LoadArgs {
             cgroup,
             pin_dir,
@@ -137,6 +144,7 @@ fn run(cli: Cli) -> Result<()> {
                 formats.iter().fold(0, |a, b| a | b)
             },
             rewrite: !no_rewrite,
+            defer_accept: !no_defer_accept,
         }),
         Cmd::Unload { pin_dir } => unload::run(&pin_dir, "unload"),
         Cmd::Status { pin_dir, json } => status::run(&pin_dir, json),

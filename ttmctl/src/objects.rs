@@ -7,6 +7,17 @@ pub static TTM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/t
 /// LB emulator (`bpf/ttm_lb.bpf.c`).
 pub static TTM_LB: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ttm_lb.bpf.o"));
 
+/// Which part of the kernel side a program belongs to; every part but
+/// `Core` can be left out with a `ttmctl load` flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Core,
+    /// The in-kernel getpeername/accept rewrite (`--no-rewrite`).
+    Rewrite,
+    /// Claims of ACKs dropped by TCP_DEFER_ACCEPT (`--no-defer-accept`).
+    DeferAccept,
+}
+
 /// One attachable program of the kernel side and where its link is pinned.
 pub struct Attachment {
     pub program: &'static str,
@@ -14,8 +25,7 @@ pub struct Attachment {
     pub compat: Option<(&'static str, (u32, u32))>,
     pub link_pin: &'static str,
     pub attach_type: u32,
-    /// Part of the optional in-kernel getpeername/accept rewrite.
-    pub rewrite: bool,
+    pub part: Part,
 }
 
 use crate::sys::attach;
@@ -36,7 +46,7 @@ pub const ATTACHMENTS: &[Attachment] = &[
         compat: None,
         link_pin: "link_parse",
         attach_type: attach::CGROUP_SOCK_OPS,
-        rewrite: false,
+        part: Part::Core,
     },
     Attachment {
         program: "ttm_getsockopt",
@@ -44,21 +54,28 @@ pub const ATTACHMENTS: &[Attachment] = &[
         compat: Some(("ttm_getsockopt_compat", (5, 18))),
         link_pin: "link_getsockopt",
         attach_type: attach::CGROUP_GETSOCKOPT,
-        rewrite: false,
+        part: Part::Core,
     },
     Attachment {
         program: "ttm_getpeername4",
         compat: None,
         link_pin: "link_getpeername4",
         attach_type: attach::CGROUP_INET4_GETPEERNAME,
-        rewrite: true,
+        part: Part::Rewrite,
     },
     Attachment {
         program: "ttm_getpeername6",
         compat: None,
         link_pin: "link_getpeername6",
         attach_type: attach::CGROUP_INET6_GETPEERNAME,
-        rewrite: true,
+        part: Part::Rewrite,
+    },
+    Attachment {
+        program: "ttm_deferred",
+        compat: None,
+        link_pin: "link_deferred",
+        attach_type: attach::CGROUP_INET_INGRESS,
+        part: Part::DeferAccept,
     },
 ];
 
@@ -74,5 +91,19 @@ mod tests {
         assert_eq!(g.program_for((5, 18)), "ttm_getsockopt");
         assert_eq!(g.program_for((6, 18)), "ttm_getsockopt");
         assert_eq!(ATTACHMENTS[0].program_for((5, 10)), "ttm_parse");
+    }
+
+    #[test]
+    fn the_defer_accept_program_is_optional_and_on_ingress() {
+        let d: Vec<_> = ATTACHMENTS
+            .iter()
+            .filter(|a| a.part == Part::DeferAccept)
+            .collect();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].program, "ttm_deferred");
+        assert_eq!(d[0].link_pin, "link_deferred");
+        assert_eq!(d[0].attach_type, attach::CGROUP_INET_INGRESS);
+        // The first attachment tells whether ttm is loaded: never optional.
+        assert_eq!(ATTACHMENTS[0].part, Part::Core);
     }
 }

@@ -30,6 +30,14 @@ pub fn kernel_version() -> (u32, u32, String) {
     (major, minor, release)
 }
 
+/// Where the running kernel describes its own types. ttm_deferred reads a
+/// listener's TCP_DEFER_ACCEPT setting through it (CO-RE).
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+pub fn kernel_btf() -> bool {
+    std::path::Path::new(KERNEL_BTF).exists()
+}
+
 pub fn require_kernel() -> Result<()> {
     let (major, minor, release) = kernel_version();
     if (major, minor) < MIN_KERNEL {

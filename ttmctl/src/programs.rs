@@ -36,6 +36,7 @@ pub fn load(ebpf: &mut Ebpf, name: &str) -> Result<()> {
         Program::SockOps(p) => p.load(),
         Program::CgroupSockopt(p) => p.load(),
         Program::CgroupSockAddr(p) => p.load(),
+        Program::CgroupSkb(p) => p.load(),
         _ => bail!("program {name} has a type ttmctl does not attach"),
     };
     r.map_err(|e| anyhow::anyhow!("the kernel's verifier rejected {name}: {e}"))

@@ -48,6 +48,7 @@ pub fn collect(dir: &Path) -> Result<Value> {
         "trusted": trusted.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
         "trust_enforced": config.flags & abi::CFG_TRUST_ENFORCED != 0,
         "rewrite": config.flags & abi::CFG_REWRITE != 0,
+        "defer_accept": config.flags & abi::CFG_DEFER_ACCEPT != 0,
         "peer_map": dir.join(pins::PEERS),
         "counters": counters,
         "programs": programs,
@@ -96,6 +97,14 @@ pub fn run(dir: &Path, as_json: bool) -> Result<()> {
             "getpeername/accept in-kernel"
         } else {
             "off (getsockopt/map only)"
+        }
+    );
+    println!(
+        "  deferred   {}",
+        if v["defer_accept"] == json!(true) {
+            "TCP_DEFER_ACCEPT listeners served (claim of the dropped third ACK kept)"
+        } else {
+            "off (--no-defer-accept: such listeners see the LB's address)"
         }
     );
     println!("  counters");

@@ -70,6 +70,7 @@ const BPF_LINK_CREATE: libc::c_long = 28;
 
 /// Attach types of `enum bpf_attach_type` that ttm uses.
 pub mod attach {
+    pub const CGROUP_INET_INGRESS: u32 = 0;
     pub const CGROUP_SOCK_OPS: u32 = 3;
     pub const CGROUP_GETSOCKOPT: u32 = 21;
     pub const CGROUP_INET4_GETPEERNAME: u32 = 29;

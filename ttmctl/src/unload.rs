@@ -29,6 +29,7 @@ fn known_names() -> impl Iterator<Item = &'static str> {
         pins::TRUSTED,
         pins::COUNTERS,
         pins::PEERS,
+        pins::STASH,
         pins::LB_CONFIG,
         pins::LB_COUNTERS,
     ])
