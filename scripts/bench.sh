@@ -1,0 +1,522 @@
+#!/usr/bin/env bash
+# What ttm costs per connection, side by side with no ttm. `make bench`.
+#
+# Everything runs in the netns/cgroup topology of scripts/lib/topo.sh: the
+# client ("LB", 198.18.0.2) connects through veth to the server
+# (198.18.0.1), and `ttmctl simulate` writes the real client into every
+# third ACK, as a full-NAT LB does, in EVERY mode (the LB is always there;
+# only ttm comes and goes). Modes, measured in the same run, round-robin
+# (each repetition starts one mode later: every mode takes every position):
+#   base      no ttm: nothing loaded on the server side, no preload
+#   lib-none  libttm.so preloaded, nothing installed (backend "none")
+#   kernel    ttmctl load on the server cgroup
+#   lib-kmod  kernel side + libttm.so, TTM_BACKEND=kmod (getsockopt 1345)
+#   lib-bpf   kernel side + libttm.so, TTM_BACKEND=bpf (pinned map lookup)
+# Phases, in this order (the exact, low-noise ones first, so that the time
+# limit can only trim repetitions of the long throughput ones):
+#   bpf     ns per connection of every ttm program (bpf_stats), next to a
+#           do-nothing sockops (bpf/bench_noop.bpf.c); ttm_parse's halves
+#           apart (bpf/bench_parts.bpf.c)
+#   hook    one hooked call timed: getpeername() in a tight loop
+#   sys     syscalls per accepted connection (strace), TCP and AF_UNIX
+#   mem     kernel memory per open connection, 50 000 held; SK_STORAGE
+#           left after they close (bpf_iter, bpf/bench_count.bpf.c)
+#   accept  accept loop: bench/accept_server.c (accept4 + sockaddr_storage,
+#           close) driven by bench/connect_client.c, 1 and 8 threads:
+#           conn/s and CPU time per connection
+#   nginx   Debian's nginx (own config, AF_INET) + wrk: Connection: close
+#           and keep-alive, req/s and CPU time per request
+# Prints ONE table (markdown) on stdout, from bench/report.py; progress goes
+# to stderr. Cleans up everything on any exit (topo_down, pins, sysctl).
+#
+#   scripts/bench.sh            full run, < 15 min
+#   QUICK=1 scripts/bench.sh    smoke run, ~2 min
+#
+# Knobs (environment; defaults full / QUICK):
+#   BENCH_N=20000/2000        short connections per accept-loop run
+#   BENCH_CONC=8              client threads of the concurrent accept loop
+#   BENCH_REPS=5/3            repetitions of every mode
+#   BENCH_NGINX_SECS=4/1      wrk duration per run
+#   BENCH_WRK_CONNS=16        wrk connections (1 wrk thread; nginx has 1 worker)
+#   BENCH_BPF_N=5000/1000     connections per bpf_stats pass
+#   BENCH_BPF_REPS=3/1        bpf_stats passes of each kind
+#   BENCH_SYS_N=2000/300      connections counted under strace
+#   BENCH_MEM_CONNS=50000/5000 connections held open for the memory figure
+#   BENCH_MEM_REPS=2/1
+#   BENCH_HOOK_CONNS=10/5     connections per hooked-call run, each timing
+#   BENCH_HOOK_LOOPS=20000/5000  that many getpeername() calls (BENCH_REPS runs)
+#   BENCH_PHASES="accept nginx bpf hook sys mem"  which phases to run
+#   BENCH_NICE=0              nice value for servers and clients
+#   BENCH_CPUS=<last CPU>     taskset CPU list for servers and clients ("" = none)
+#   BENCH_KEEP=1              keep the work directory (raw results)
+#   BENCH_TIME_LIMIT=870/300  seconds; later repetitions are skipped past
+#                             90% of it, everything is killed at 100%
+#   BENCH_OUT=FILE            also write the table there
+#   TTMCTL=PATH LIBTTM=PATH   use these binaries (no cargo build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root (namespaces, cgroups, eBPF)" >&2; exit 1; }
+
+QUICK=${QUICK:-0}
+q() { if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+N=${BENCH_N:-$(q 20000 2000)}
+CONC=${BENCH_CONC:-8}
+REPS=${BENCH_REPS:-$(q 5 3)}
+NGINX_SECS=${BENCH_NGINX_SECS:-$(q 4 1)}
+WRK_CONNS=${BENCH_WRK_CONNS:-16}
+BPF_N=${BENCH_BPF_N:-$(q 5000 1000)}
+BPF_REPS=${BENCH_BPF_REPS:-$(q 3 1)}
+SYS_N=${BENCH_SYS_N:-$(q 2000 300)}
+MEM_CONNS=${BENCH_MEM_CONNS:-$(q 50000 5000)}
+MEM_REPS=${BENCH_MEM_REPS:-$(q 2 1)}
+HOOK_CONNS=${BENCH_HOOK_CONNS:-$(q 10 5)}
+HOOK_LOOPS=${BENCH_HOOK_LOOPS:-$(q 20000 5000)}
+LIMIT=${BENCH_TIME_LIMIT:-$(q 870 300)}
+NICE=${BENCH_NICE:-0}
+# Servers and clients share one CPU: a connection's whole cost (both ends,
+# softirqs included) lands on it, with no cross-CPU wakeups (IPIs, costly
+# and erratic in a VM) whose number would depend on where the scheduler
+# happened to put the two ends. Empty: no pinning.
+CPUS=${BENCH_CPUS-$(($(nproc) - 1))}
+PHASES=" ${BENCH_PHASES:-accept nginx bpf hook sys mem} "
+phase() { [[ $PHASES == *" $1 "* ]]; }
+SOFT=$((LIMIT * 9 / 10))
+PY=/usr/bin/python3
+START=$SECONDS
+
+say() { printf 'bench: [%4ds] %s\n' "$((SECONDS - START))" "$*" >&2; }
+fail() { echo "bench: $*" >&2; exit 1; }
+for tool in gcc clang bpftool nsenter ss strace wrk /usr/sbin/nginx; do
+  command -v "$tool" >/dev/null || fail "$tool missing: run scripts/deps.sh (scripts/deps/bench.list)"
+done
+
+# ---- build -----------------------------------------------------------------
+if [ -z "${TTMCTL:-}" ] || [ -z "${LIBTTM:-}" ]; then
+  say "cargo build --release (ttmctl, libttm.so)"
+  cargo build --release --quiet -p ttmctl -p ttm
+  TD=$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  TTMCTL=${TTMCTL:-$TD/release/ttmctl}
+  LIBTTM=${LIBTTM:-$TD/release/libttm.so}
+fi
+TTMCTL=$(realpath "$TTMCTL") LIBTTM=$(realpath "$LIBTTM")
+[ -x "$TTMCTL" ] && [ -f "$LIBTTM" ] || fail "no $TTMCTL or $LIBTTM"
+
+WORK=$(mktemp -d /tmp/ttm-bench.XXXXXX)
+chmod 755 "$WORK"
+say "compiling the bench programs into $WORK"
+gcc -O2 -Wall -o "$WORK/accept_server" bench/accept_server.c -ldl
+gcc -O2 -Wall -pthread -o "$WORK/connect_client" bench/connect_client.c
+ARCH_INC=/usr/include/$(gcc -dumpmachine)
+clang -O2 -g -target bpf -I"$ARCH_INC" -c bpf/bench_noop.bpf.c -o "$WORK/noop.bpf.o"
+clang -O2 -g -target bpf -I"$ARCH_INC" -Ibpf -c bpf/bench_parts.bpf.c -o "$WORK/parts.bpf.o"
+clang -O2 -g -target bpf -I"$ARCH_INC" -c bpf/bench_count.bpf.c -o "$WORK/count.bpf.o"
+
+# ---- topology and teardown --------------------------------------------------
+. scripts/lib/topo.sh
+OLD_STATS=$(sysctl -n kernel.bpf_stats_enabled)
+XPIN= WATCHDOG= ATTACHED=() TABLE_DONE=0 RES= META=
+bench_down() {
+  set +e
+  sysctl -qw kernel.bpf_stats_enabled="$OLD_STATS"
+  if [ -n "$WATCHDOG" ]; then
+    kill $(ps -o pid= --ppid "$WATCHDOG") "$WATCHDOG" 2>/dev/null
+  fi
+  for p in "${ATTACHED[@]}"; do bpftool cgroup detach "$CG/server" sock_ops pinned "$p" 2>/dev/null; done
+  topo_down
+  [ -n "$XPIN" ] && rm -rf "$XPIN"
+  # Stopped early (time limit, signal, error): still show what was measured.
+  if [ "$TABLE_DONE" = 0 ] && [ -s "${RES:-}" ]; then
+    meta skipped "everything after $((SECONDS - START)) s: the run was stopped"
+    "$PY" bench/report.py "$RES" "$META" | tee "${BENCH_OUT:-/dev/null}"
+  fi
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap bench_down EXIT
+say "topology up"
+topo_up ttmb
+trap bench_down EXIT # topo_up installs topo_down; ours calls it
+XPIN=$PIN-extra
+mkdir -p "$XPIN"
+
+# Hard limit: kill what runs in our cgroups (unblocks any wait), then us.
+(
+  sleep "$((LIMIT - (SECONDS - START)))"
+  echo "bench: time limit (${LIMIT}s) reached; stopping" >&2
+  for g in "$CG/server" "$CG/client"; do echo 1 > "$g/cgroup.kill"; done 2>/dev/null
+  kill -TERM $$
+) &
+WATCHDOG=$!
+
+# "${IN_SRV[@]}" CMD... &: run_in as a plain command, so that $! is the
+# command's own pid (a backgrounded shell function would be a subshell).
+RUN=(nice -n "$NICE")
+[ -z "$CPUS" ] || RUN+=(taskset -c "$CPUS")
+IN_SRV=(sh -c 'cg=$0 ns=$1; shift; echo $$ > "$cg/cgroup.procs" && exec nsenter --net="/run/netns/$ns" -- "$@"' "$CG/server" "$NS_S" "${RUN[@]}")
+IN_CLI=(sh -c 'cg=$0 ns=$1; shift; echo $$ > "$cg/cgroup.procs" && exec nsenter --net="/run/netns/$ns" -- "$@"' "$CG/client" "$NS_C" "${RUN[@]}")
+in_s() { nsenter --net="/run/netns/$NS_S" -- "$@"; }
+in_c() { nsenter --net="/run/netns/$NS_C" -- "$@"; }
+# More client addresses (each has its own ephemeral ports) and a wider range.
+SRCS=198.18.0.2
+for i in 3 4 5 6; do ip -n "$NS_C" addr add "198.18.0.$i/24" dev "$VETH_C"; SRCS=$SRCS,198.18.0.$i; done
+in_c sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
+"$TTMCTL" simulate start --cgroup "$CG/client" --pin-dir "$PIN_LB" --client 203.0.113.7 >/dev/null
+
+RES=$WORK/results.tsv META=$WORK/meta.tsv
+: >"$RES"
+: >"$META"
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
+# rec KIND KEY MODE REP VALUE [NOTE]
+rec() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "${6:-}" >>"$RES"; }
+FAILED=0
+bad() { echo "bench: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
+soft_ok() { [ $((SECONDS - START)) -lt "$SOFT" ]; }
+skipped() { meta skipped "$1 (time limit)"; say "time: skipping $1"; }
+
+KLOADED=0
+set_kernel() {
+  if [ "$1" = 1 ] && [ "$KLOADED" = 0 ]; then
+    "$TTMCTL" load --cgroup "$CG/server" --pin-dir "$PIN" >/dev/null; KLOADED=1
+  elif [ "$1" = 0 ] && [ "$KLOADED" = 1 ]; then
+    "$TTMCTL" unload --pin-dir "$PIN" >/dev/null; KLOADED=0
+  fi
+}
+MODES=(base lib-none kernel lib-kmod lib-bpf)
+mode_kernel() { case $1 in kernel | lib-kmod | lib-bpf) echo 1 ;; *) echo 0 ;; esac; }
+expect_backend() { case $1 in lib-none) echo none ;; lib-kmod) echo kmod ;; lib-bpf) echo bpf ;; *) echo - ;; esac; }
+# ENVV: the server's environment for a mode.
+set_env() {
+  case $1 in
+    base | kernel) ENVV=() ;;
+    # Nothing loaded: auto finds no map (our pin dir is empty), no module.
+    lib-none) ENVV=("LD_PRELOAD=$LIBTTM" "TTM_BPF_MAP=$PIN/ttm_peers") ;;
+    lib-kmod) ENVV=("LD_PRELOAD=$LIBTTM" TTM_BACKEND=kmod) ;;
+    lib-bpf) ENVV=("LD_PRELOAD=$LIBTTM" TTM_BACKEND=bpf "TTM_BPF_MAP=$PIN/ttm_peers") ;;
+    *) fail "unknown mode $1" ;;
+  esac
+}
+order() { # order REP: the modes, rotated by REP (a Latin square over 5
+  # repetitions: every mode takes every position once, so slow swings in
+  # the machine's load do not favour one mode)
+  local i n=${#MODES[@]}
+  for ((i = 0; i < n; i++)); do echo "${MODES[$(((i + $1) % n))]}"; done
+}
+wait_line() { # FILE REGEX SECONDS
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+wait_exit() { # PID SECONDS: its status, or 124 after killing it
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null && return 0 || return $?; }
+    sleep 0.1
+  done
+  kill "$1" 2>/dev/null; wait "$1" 2>/dev/null
+  return 124
+}
+PORT=10000
+# start_server OUT ARGS...: accept_server in the server netns+cgroup, env ENVV; sets SPID
+start_server() {
+  local out=$1; shift
+  "${IN_SRV[@]}" env "${ENVV[@]}" "$WORK/accept_server" "$@" >"$out" 2>&1 &
+  SPID=$!
+  wait_line "$out" '^READY' 15 || { kill "$SPID" 2>/dev/null; return 1; }
+}
+# CPU time (usec) used so far by everything in our two cgroups: the
+# scheduler's own count, so time spent waiting for a CPU that other
+# tenants hold is not in it (softirq work done in our tasks' context is).
+cpu_us() { echo $(($(awk '/^usage_usec/{print $2}' "$CG/server/cpu.stat") + $(awk '/^usage_usec/{print $2}' "$CG/client/cpu.stat"))); }
+client() { "${IN_CLI[@]}" "$WORK/connect_client" "$@"; }
+
+meta cpu "$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)"
+meta nproc "$(nproc)"
+meta kernel "$(uname -srm)"
+meta load "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta params "N=$N conc=$CONC reps=$REPS nginx_secs=$NGINX_SECS wrk_conns=$WRK_CONNS bpf_n=$BPF_N x$BPF_REPS hook=${HOOK_CONNS}x$HOOK_LOOPS sys_n=$SYS_N mem_conns=$MEM_CONNS x$MEM_REPS nice=$NICE cpus=${CPUS:-all} quick=$QUICK"
+meta versions "$("$TTMCTL" --version); $(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //'); $(wrk --version 2>&1 | awk 'NR==1{print $1, $2}')"
+
+# ---- 1. accept loop -----------------------------------------------------------
+accept_run() { # MODE CONC REP
+  local mode=$1 conc=$2 rep=$3 out res rate errors
+  PORT=$((PORT + 1)); out=$WORK/accept.$PORT
+  set_kernel "$(mode_kernel "$mode")"; set_env "$mode"
+  start_server "$out" -a 198.18.0.1 -p "$PORT" -n "$N" -t 180 || { bad "accept server ($mode) did not start: $(cat "$out")"; return; }
+  local backend; backend=$(sed -n 's/^READY backend=//p' "$out")
+  [ "$backend" = "$(expect_backend "$mode")" ] || bad "mode $mode: libttm backend is '$backend', expected '$(expect_backend "$mode")'"
+  local cpu0; cpu0=$(cpu_us)
+  res=$(client -a 198.18.0.1 -p "$PORT" -n "$N" -c "$conc" -t 180) || true
+  wait_exit "$SPID" 15 || bad "accept server ($mode, c=$conc) did not finish: $(tail -1 "$out")"
+  rec acceptcpu "c$conc" "$mode" "$rep" "$(awk -v a="$cpu0" -v b="$(cpu_us)" -v n="$N" 'BEGIN{printf "%.2f", (b - a) / n}')"
+  rate=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$res"); errors=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$res")
+  if [ -z "$rate" ] || [ "${errors:-1}" != 0 ]; then bad "accept client ($mode, c=$conc): '$res'"; rate=${rate:-nan}; fi
+  rec accept "c$conc" "$mode" "$rep" "$rate" "backend=$backend errors=${errors:-?}"
+}
+run_accept() {
+  for ((rep = 0; rep < REPS; rep++)); do
+    phase accept || break
+    if [ "$rep" -gt 0 ] && ! soft_ok; then skipped "accept reps $rep.."; break; fi
+    say "accept loop, repetition $((rep + 1))/$REPS ($N connections, 1 and $CONC client threads)"
+    for mode in $(order "$rep"); do
+      accept_run "$mode" 1 "$rep"
+      accept_run "$mode" "$CONC" "$rep"
+    done
+  done
+}
+
+# ---- 2. nginx + wrk ----------------------------------------------------------------
+nginx_run() { # MODE REP
+  local mode=$1 rep=$2 d pid
+  PORT=$((PORT + 1)); d=$WORK/nginx.$PORT; mkdir -p "$d"
+  set_kernel "$(mode_kernel "$mode")"; set_env "$mode"
+  cat >"$d/nginx.conf" <<NGINX
+daemon off; master_process off; worker_processes 1; pid $d/nginx.pid; error_log $d/error.log error;
+worker_rlimit_nofile 8192;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $d; proxy_temp_path $d; fastcgi_temp_path $d; uwsgi_temp_path $d; scgi_temp_path $d;
+  keepalive_requests 1000000;
+  server { listen 198.18.0.1:$PORT backlog=4096; location / { return 200 "ok\n"; } }
+}
+NGINX
+  "${IN_SRV[@]}" env "${ENVV[@]}" /usr/sbin/nginx -c "$d/nginx.conf" -e "$d/error.log" >"$d/out" 2>&1 &
+  pid=$!
+  local i
+  for ((i = 0; i < 100; i++)); do in_s ss -Hltn "sport = :$PORT" | grep -q . && break; sleep 0.1; done
+  if ! kill -0 "$pid" 2>/dev/null || [ "$i" = 100 ]; then bad "nginx ($mode) did not start: $(cat "$d/out" "$d/error.log" 2>/dev/null)"; kill "$pid" 2>/dev/null; return; fi
+  if [ "${#ENVV[@]}" -gt 0 ] && ! grep -q libttm "/proc/$pid/maps"; then bad "nginx ($mode): libttm.so not mapped"; fi
+  local kind hdr out rps errs
+  for kind in close keepalive; do
+    hdr=(); [ "$kind" = close ] && hdr=(-H "Connection: close")
+    local cpu0; cpu0=$(cpu_us)
+    out=$("${IN_CLI[@]}" timeout $((NGINX_SECS + 30)) wrk -t1 -c"$WRK_CONNS" -d"${NGINX_SECS}s" "${hdr[@]}" "http://198.18.0.1:$PORT/" 2>&1) || true
+    rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
+    errs=$(awk '/Socket errors:/{gsub(",",""); print $4+$6+$8+$10} /Non-2xx/{print "non2xx:"$NF}' <<<"$out" | paste -sd' ')
+    [ -n "$rps" ] || { bad "wrk ($mode, $kind): $out"; rps=nan; }
+    rec nginx "$kind" "$mode" "$rep" "$rps" "${errs:+socket errors $errs}"
+    local reqs; reqs=$(awk '/requests in/{print $1}' <<<"$out")
+    [ -n "$reqs" ] && rec nginxcpu "$kind" "$mode" "$rep" "$(awk -v a="$cpu0" -v b="$(cpu_us)" -v n="$reqs" 'BEGIN{printf "%.2f", (b - a) / n}')"
+  done
+  kill -QUIT "$pid" 2>/dev/null
+  wait_exit "$pid" 10 || true
+}
+run_nginx() {
+  for ((rep = 0; rep < REPS; rep++)); do
+    phase nginx || break
+    if [ "$rep" -gt 0 ] && ! soft_ok; then skipped "nginx reps $rep.."; break; fi
+    say "nginx + wrk, repetition $((rep + 1))/$REPS (${NGINX_SECS}s Connection: close, ${NGINX_SECS}s keep-alive per mode)"
+    for mode in $(order "$rep"); do nginx_run "$mode" "$rep"; done
+  done
+}
+
+# ---- 3. BPF program cost (bpf_stats) ---------------------------------------
+if phase bpf; then
+  bpftool prog load "$WORK/noop.bpf.o" "$XPIN/noop" type sockops
+  bpftool prog loadall "$WORK/parts.bpf.o" "$XPIN/parts" type sockops
+fi
+attach() { bpftool cgroup attach "$CG/server" sock_ops pinned "$1" multi; ATTACHED+=("$1"); }
+detach_all() {
+  local p
+  for p in "${ATTACHED[@]}"; do bpftool cgroup detach "$CG/server" sock_ops pinned "$p"; done
+  ATTACHED=()
+}
+stats() { # "name run_cnt run_time_ns" for every program of interest
+  if [ "$KLOADED" = 1 ]; then
+    "$TTMCTL" status --pin-dir "$PIN" --json | "$PY" -c '
+import json, sys
+for p in json.load(sys.stdin)["programs"]:
+    print(p["name"], p.get("run_cnt") or 0, p.get("run_time_ns") or 0)'
+  fi
+  local p
+  for p in "$XPIN/noop" "$XPIN/parts/bench_parse_only" "$XPIN/parts/bench_storage_only"; do
+    bpftool prog show pinned "$p" --json | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+print(sys.argv[1], d.get("run_cnt", 0), d.get("run_time_ns", 0))' "$(basename "$p")"
+  done
+}
+bpf_pass() { # ttm|parts REP
+  local pass=$1 rep=$2 out res
+  PORT=$((PORT + 1)); out=$WORK/bpf.$PORT
+  if [ "$pass" = ttm ]; then
+    set_kernel 1; set_env lib-kmod # kmod: one getsockopt per accept, so ttm_getsockopt runs too
+    attach "$XPIN/noop"
+  else
+    set_kernel 0; set_env base
+    attach "$XPIN/noop"; attach "$XPIN/parts/bench_parse_only"; attach "$XPIN/parts/bench_storage_only"
+  fi
+  start_server "$out" -a 198.18.0.1 -p "$PORT" -n "$BPF_N" -t 120 || { bad "bpf server did not start"; detach_all; return; }
+  stats >"$WORK/stats.before"
+  sysctl -qw kernel.bpf_stats_enabled=1
+  res=$(client -a 198.18.0.1 -p "$PORT" -n "$BPF_N" -c 1 -t 120) || bad "bpf client: $res"
+  sysctl -qw kernel.bpf_stats_enabled="$OLD_STATS"
+  wait_exit "$SPID" 15 || bad "bpf server did not finish"
+  stats >"$WORK/stats.after"
+  detach_all
+  "$PY" - "$WORK/stats.before" "$WORK/stats.after" "$BPF_N" "$pass" "$rep" >>"$RES" <<'PYEOF'
+import sys
+before = {l.split()[0]: l.split()[1:] for l in open(sys.argv[1]) if l.strip()}
+after = {l.split()[0]: l.split()[1:] for l in open(sys.argv[2]) if l.strip()}
+n, pas, rep = int(sys.argv[3]), sys.argv[4], sys.argv[5]
+for name, (c1, t1) in after.items():
+    c0, t0 = before.get(name, ("0", "0"))
+    cnt, ns = int(c1) - int(c0), int(t1) - int(t0)
+    if cnt <= 0:
+        continue
+    print(f"bpf\t{pas}\t{name}\t{rep}\t{ns / n:.1f}\truns/conn={cnt / n:.2f}")
+PYEOF
+}
+run_bpf() {
+  for ((rep = 0; rep < BPF_REPS; rep++)); do
+    phase bpf || break
+    if [ "$rep" -gt 0 ] && ! soft_ok; then skipped "bpf_stats reps $rep.."; break; fi
+    say "bpf_stats, repetition $((rep + 1))/$BPF_REPS ($BPF_N connections per pass)"
+    if [ $((rep % 2)) = 0 ]; then bpf_pass ttm "$rep"; bpf_pass parts "$rep"; else bpf_pass parts "$rep"; bpf_pass ttm "$rep"; fi
+  done
+}
+
+# ---- 4. one hooked call, timed: getpeername() in a tight loop ---------------
+hook_run() { # MODE REP
+  local mode=$1 rep=$2 out res
+  PORT=$((PORT + 1)); out=$WORK/hook.$PORT
+  set_kernel "$(mode_kernel "$mode")"; set_env "$mode"
+  start_server "$out" -a 198.18.0.1 -p "$PORT" -n "$HOOK_CONNS" -g "$HOOK_LOOPS" -t 120 || { bad "hook server ($mode) did not start"; return; }
+  res=$(client -a 198.18.0.1 -p "$PORT" -n "$HOOK_CONNS" -c 1 -t 120) || bad "hook client ($mode): $res"
+  wait_exit "$SPID" 30 || bad "hook server ($mode) did not finish"
+  local line; line=$(grep '^GETPEERNAME' "$out") || { bad "hook ($mode): no timing: $(cat "$out")"; return; }
+  rec hook getpeername "$mode" "$rep" "$(sed 's/.*min_ns=\([0-9.]*\).*/\1/' <<<"$line")" "median ${line##*median_ns=} ns"
+}
+run_hook() {
+  for ((rep = 0; rep < REPS; rep++)); do
+    phase hook || break
+    if [ "$rep" -gt 0 ] && ! soft_ok; then skipped "hooked-call reps $rep.."; break; fi
+    say "hooked call, repetition $((rep + 1))/$REPS ($HOOK_CONNS connections x $HOOK_LOOPS getpeername calls)"
+    for mode in $(order "$rep"); do hook_run "$mode" "$rep"; done
+  done
+}
+
+# ---- 5. syscalls per accepted connection (strace) ---------------------------
+sys_case() { # KEY FAMILY MODE
+  local key=$1 fam=$2 mode=$3 out tr res
+  PORT=$((PORT + 1)); out=$WORK/sys.$PORT; tr=$WORK/strace.$PORT
+  set_kernel 1
+  [ "$mode" = lib-none ] && set_kernel 0
+  set_env "$mode"
+  local addr=(-a 198.18.0.1 -p "$PORT") e=()
+  [ "$fam" = unix ] && addr=(-u "$WORK/unix.$PORT")
+  for v in "${ENVV[@]}"; do e+=(-E "$v"); done
+  "${IN_SRV[@]}" strace -f -qq -o "$tr" "${e[@]}" "$WORK/accept_server" "${addr[@]}" -n "$SYS_N" -t 120 >"$out" 2>&1 &
+  SPID=$!
+  wait_line "$out" '^READY' 20 || { bad "strace server ($key) did not start: $(cat "$out")"; kill "$SPID"; return; }
+  res=$(client "${addr[@]}" -n "$SYS_N" -c 1 -t 120) || bad "syscall client ($key): $res"
+  wait_exit "$SPID" 30 || bad "strace server ($key) did not finish"
+  local backend; backend=$(sed -n 's/^READY backend=//p' "$out")
+  "$PY" - "$tr" "$SYS_N" "$key" "$backend" >>"$RES" <<'PYEOF'
+import re, sys, collections
+path, n, key, backend = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+calls, inside = collections.Counter(), False
+for line in open(path, errors="replace"):
+    m = re.match(r"^\d+\s+(\w+)\((.*)", line)
+    if not m:
+        continue
+    name, rest = m.groups()
+    if name == "write" and rest.startswith('1, "READY'):
+        inside = True
+        continue
+    if name == "write" and rest.startswith('1, "DONE'):
+        break
+    if inside:
+        calls[name] += 1
+total = sum(calls.values())
+detail = ", ".join(f"{k} {v / n:.2f}" for k, v in calls.most_common())
+print(f"sys\t{key}\t{key}\t0\t{total / n:.3f}\tbackend={backend}; {detail}")
+PYEOF
+}
+run_sys() {
+  if ! phase sys; then :
+  elif soft_ok; then
+    say "syscalls per accepted connection: strace over $SYS_N connections per case"
+    sys_case tcp-nolib tcp base
+    sys_case tcp-lib-none tcp lib-none
+    sys_case tcp-lib-bpf tcp lib-bpf
+    sys_case tcp-lib-kmod tcp lib-kmod
+    sys_case unix-nolib unix base
+    sys_case unix-lib-bpf unix lib-bpf
+    sys_case unix-lib-kmod unix lib-kmod
+  else skipped syscalls; fi
+}
+
+# ---- 6. kernel memory per open connection --------------------------------------
+snap() { cat /proc/slabinfo >"$1.slab"; cat /proc/meminfo >"$1.mem"; }
+# Held connections per process pair: up to RLIMIT_NOFILE's hard limit
+# (raising it needs CAP_SYS_RESOURCE, which a container may not have).
+HARD=$(ulimit -Hn)
+PER_PROC=${BENCH_MEM_PER_PROC:-$MEM_CONNS}
+[ "$HARD" = unlimited ] || [ "$PER_PROC" -le $((HARD - 100)) ] || PER_PROC=$((HARD - 100))
+mem_run() { # base|kernel REP
+  local mode=$1 rep=$2 rel s k i n left=$MEM_CONNS first=$((PORT + 1))
+  k=$(((MEM_CONNS + PER_PROC - 1) / PER_PROC))
+  PORT=$((PORT + k)); rel=$WORK/release.$first s=$WORK/snap.$first
+  set_kernel "$(mode_kernel "$mode")"; set_env base
+  # ttm's live SK_STORAGE elements, counted by a bpf_iter over ttm_peers.
+  local iter=$XPIN/count_$first e0=- e1=- e2=-
+  elements() { sed -n 's/^elements //p' "$iter"; }
+  if [ "$KLOADED" = 1 ]; then
+    bpftool iter pin "$WORK/count.bpf.o" "$iter" map pinned "$PIN/ttm_peers"
+    e0=$(elements)
+  fi
+  sleep 1
+  snap "$s.0"
+  local pids=() outs=()
+  for ((i = 0; i < k; i++)); do
+    n=$((left < PER_PROC ? left : PER_PROC)); left=$((left - n))
+    start_server "$WORK/memsrv.$first.$i" -a 198.18.0.1 -p $((first + i)) -n "$n" -H -R "$rel" -t 300 ||
+      { bad "memory server did not start: $(cat "$WORK/memsrv.$first.$i")"; break; }
+    pids+=("$SPID"); outs+=("$WORK/memsrv.$first.$i")
+    "${IN_CLI[@]}" "$WORK/connect_client" -a 198.18.0.1 -p $((first + i)) -n "$n" -H -R "$rel" -s "$SRCS" -t 300 >"$WORK/memcli.$first.$i" 2>&1 &
+    pids+=($!); outs+=("$WORK/memcli.$first.$i")
+  done
+  local ok=1 o
+  [ "${#outs[@]}" = $((2 * k)) ] || ok=0
+  for o in "${outs[@]}"; do [ "$ok" = 1 ] && { wait_line "$o" '^HELD' 240 || ok=0; }; done
+  if [ "$ok" = 1 ]; then
+    sleep 1
+    snap "$s.1"
+    [ "$KLOADED" = 1 ] && e1=$(elements)
+  else
+    bad "memory ($mode): connections not all open: $(cat "${outs[@]}")"
+  fi
+  local omem
+  omem=$(in_s ss -tmnH state established | "$PY" -c '
+import re, sys
+vals = [int(m.group(1)) for m in re.finditer(r"skmem:\([^)]*?,o(\d+)", sys.stdin.read())]
+print(f"{sum(vals) / max(len(vals), 1):.1f} {len(vals)}")')
+  touch "$rel"
+  for o in "${pids[@]}"; do wait_exit "$o" 60 || { bad "memory: a holder did not close"; ok=0; }; done
+  sleep 3 # RCU frees sockets (and their SK_STORAGE) after a grace period
+  snap "$s.2"
+  if [ "$KLOADED" = 1 ]; then e2=$(elements); rm -f "$iter"; fi
+  [ "$ok" = 1 ] || return 0
+  rec mem open "$mode" "$rep" "$s" "$MEM_CONNS"
+  [ "$KLOADED" = 1 ] && rec mem storage "$mode" "$rep" "$e1" "before=$e0 after=$e2"
+  rec mem omem "$mode" "$rep" "${omem% *}" "over ${omem#* } sockets"
+}
+run_mem() {
+  for ((rep = 0; rep < MEM_REPS; rep++)); do
+    phase mem || break
+    if ! soft_ok; then skipped "memory reps $rep.."; break; fi
+    say "kernel memory, repetition $((rep + 1))/$MEM_REPS ($MEM_CONNS connections held open)"
+    if [ $((rep % 2)) = 0 ]; then mem_run base "$rep"; mem_run kernel "$rep"; else mem_run kernel "$rep"; mem_run base "$rep"; fi
+  done
+}
+# The low-noise, exact phases first; the long throughput phases last, so
+# that the time limit can only trim their repetitions.
+for p in bpf hook sys mem accept nginx; do "run_$p"; done
+set_kernel 0
+
+# ---- the table --------------------------------------------------------------------
+meta elapsed "$((SECONDS - START))"
+say "done in $((SECONDS - START))s; $FAILED failure(s)"
+TABLE_DONE=1
+"$PY" bench/report.py "$RES" "$META" | tee "${BENCH_OUT:-/dev/null}"
+[ "$FAILED" = 0 ] || { echo "bench: $FAILED measurement(s) failed (see above)" >&2; exit 1; }
