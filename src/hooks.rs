@@ -277,6 +277,16 @@ unsafe fn rewrite_in_place<S: PeerSource>(
     if !matches!(i32::from(returned.family()), libc::AF_INET | libc::AF_INET6) {
         return Err(Passthrough::NotInet);
     }
+    // With TTM_TRUSTED, an address outside the LB list is left as it is
+    // whatever the backend would say (decide() would refuse it), so the
+    // lookup, a syscall, is skipped: connections the kernel side already
+    // rewrote, and direct clients, cost nothing.
+    if let Some(list) = hooks.trusted.as_deref()
+        && let Some(lb) = returned.socket_addr()
+        && !list.iter().any(|c| c.contains(lb.ip().to_canonical()))
+    {
+        return Err(Passthrough::Untrusted);
+    }
     let peer = match hooks.source.lookup(sock) {
         Lookup::Found(peer) => peer,
         Lookup::Nothing => return Err(Passthrough::NoPeer),
