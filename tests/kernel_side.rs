@@ -472,20 +472,7 @@ fn options_from_untrusted_sources_are_ignored() {
 
     let _lb = LbEmulator::start(&topo, &["--client", &format!("{CLAIM4}:{CLAIM_PORT}")]);
     let server = server_for(&topo, &ks, "dual");
-    for (dst, trusted_src, untrusted_src, untrusted_seen) in [
-        (
-            topo.server_v4().to_string(),
-            topo.client_v4().to_string(),
-            topo.untrusted_v4().to_string(),
-            format!("::ffff:{}", topo.untrusted_v4()),
-        ),
-        (
-            topo.server_v6().to_string(),
-            topo.client_v6().to_string(),
-            topo.untrusted_v6().to_string(),
-            topo.untrusted_v6().to_string(),
-        ),
-    ] {
+    for (dst, trusted_src, untrusted_src, untrusted_seen) in topo.trust_cases() {
         let rec = ask(&topo, &server, &dst, &["--source", &trusted_src]);
         assert_eq!(rec["reply"]["ttm"], ttm_answer(CLAIM4, CLAIM_PORT), "{rec}");
         let rec = ask(&topo, &server, &dst, &["--source", &untrusted_src]);

@@ -489,20 +489,7 @@ fn trusted_list_excludes_an_unlisted_lb_address() {
     let mapped = format!("::ffff:{CLAIM4}");
     for backend in BACKENDS {
         let launch = preloaded(&topo, &ks, Some(backend)).env("TTM_TRUSTED", &trusted);
-        for (dst, good, bad, bad_seen) in [
-            (
-                topo.server_v4().to_string(),
-                topo.client_v4().to_string(),
-                topo.untrusted_v4().to_string(),
-                format!("::ffff:{}", topo.untrusted_v4()),
-            ),
-            (
-                topo.server_v6().to_string(),
-                topo.client_v6().to_string(),
-                topo.untrusted_v6().to_string(),
-                topo.untrusted_v6().to_string(),
-            ),
-        ] {
+        for (dst, good, bad, bad_seen) in topo.trust_cases() {
             let (r, _) = python_once(&topo, &launch, "dual", &dst, &["--source", &good]);
             assert_eq!(
                 r["accept"],

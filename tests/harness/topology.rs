@@ -239,6 +239,26 @@ impl Topology {
         self.v6(3)
     }
 
+    /// For each family: the server address to connect to, the LB's
+    /// (trusted) source, the other (untrusted) source, and how a
+    /// dual-stack server shows the untrusted one.
+    pub fn trust_cases(&self) -> [(String, String, String, String); 2] {
+        [
+            (
+                self.server_v4().to_string(),
+                self.client_v4().to_string(),
+                self.untrusted_v4().to_string(),
+                format!("::ffff:{}", self.untrusted_v4()),
+            ),
+            (
+                self.server_v6().to_string(),
+                self.client_v6().to_string(),
+                self.untrusted_v6().to_string(),
+                self.untrusted_v6().to_string(),
+            ),
+        ]
+    }
+
     /// Server address of the family of `like`.
     pub fn server_addr(&self, v6: bool) -> IpAddr {
         if v6 {
