@@ -620,11 +620,12 @@ fn service_wrapper_turns_the_config_into_one_ttmctl_command() {
     assert_eq!(
         ok(
             "TRUST=\"10.0.0.0/24  2001:db8::/64\"\nFORMATS=\"254/8 200/8\"\n\
-            CGROUP=system.slice\nREWRITE=no\nPIN_DIR=/sys/fs/bpf/lb\n"
+            CGROUP=system.slice\nREWRITE=no\nDEFER_ACCEPT=no\nPIN_DIR=/sys/fs/bpf/lb\n"
         ),
         format!(
             "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/lb --cgroup {cg2}/system.slice \
-             --trust=10.0.0.0/24 --trust=2001:db8::/64 --format=254/8 --format=200/8 --no-rewrite"
+             --trust=10.0.0.0/24 --trust=2001:db8::/64 --format=254/8 --format=200/8 --no-rewrite \
+             --no-defer-accept"
         )
     );
     assert_eq!(
@@ -635,6 +636,12 @@ fn service_wrapper_turns_the_config_into_one_ttmctl_command() {
     let bad = args_for("REWRITE=maybe\n");
     assert!(!bad.status.success(), "{bad:?}");
     assert!(bad.stderr.contains("REWRITE must be yes or no"), "{bad:?}");
+    let bad = args_for("DEFER_ACCEPT=later\n");
+    assert!(!bad.status.success(), "{bad:?}");
+    assert!(
+        bad.stderr.contains("DEFER_ACCEPT must be yes or no"),
+        "{bad:?}"
+    );
     let usage = run(Command::new(root().join("packaging/ttm-service")).arg("restart"));
     assert_eq!(usage.status.code(), Some(2), "{usage:?}");
 }
