@@ -145,33 +145,14 @@ mod tests {
         );
     }
 
-    /// Compiles a C program against `header` that prints the layout of
-    /// struct ttm_peer and the optname, and returns its output.
-    fn c_layout(header: &Path, lang: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("ttm-layout-{}-{lang}", std::process::id()));
+    /// Compiles `program` (C, or C++ when `lang` is "c++") with warnings
+    /// as errors and returns what it prints.
+    fn run_c(name: &str, lang: &str, program: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("ttm-{name}-{}-{lang}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join(if lang == "c" { "layout.c" } else { "layout.cc" });
-        let exe = dir.join("layout");
-        std::fs::write(
-            &src,
-            format!(
-                r#"#include <stddef.h>
-#include <stdio.h>
-#include <netinet/in.h>
-#include "{}"
-int main(void) {{
-    printf("%zu %zu %zu %zu %zu %zu %d\n", sizeof(struct ttm_peer),
-           _Alignof_ttm, offsetof(struct ttm_peer, af),
-           offsetof(struct ttm_peer, port), offsetof(struct ttm_peer, all),
-           offsetof(struct ttm_peer, ip6), TTM_SO_GET_PEER);
-    return 0;
-}}
-"#,
-                header.display()
-            )
-            .replace("_Alignof_ttm", "__alignof__(struct ttm_peer)"),
-        )
-        .unwrap();
+        let src = dir.join(if lang == "c" { "p.c" } else { "p.cc" });
+        let exe = dir.join("p");
+        std::fs::write(&src, program).unwrap();
         let compiler = if lang == "c" { "gcc" } else { "g++" };
         let out = Command::new(compiler)
             .args(["-Wall", "-Wextra", "-Werror", "-o"])
@@ -187,6 +168,28 @@ int main(void) {{
         let run = Command::new(&exe).output().unwrap();
         std::fs::remove_dir_all(&dir).ok();
         String::from_utf8(run.stdout).unwrap()
+    }
+
+    /// The layout of struct ttm_peer and the optname, as `header` gives
+    /// them to a C or C++ compiler.
+    fn c_layout(header: &Path, lang: &str) -> String {
+        let program = format!(
+            r#"#include <stddef.h>
+#include <stdio.h>
+#include <netinet/in.h>
+#include "{}"
+int main(void) {{
+    printf("%zu %zu %zu %zu %zu %zu %d\n", sizeof(struct ttm_peer),
+           _Alignof_ttm, offsetof(struct ttm_peer, af),
+           offsetof(struct ttm_peer, port), offsetof(struct ttm_peer, all),
+           offsetof(struct ttm_peer, ip6), TTM_SO_GET_PEER);
+    return 0;
+}}
+"#,
+            header.display()
+        )
+        .replace("_Alignof_ttm", "__alignof__(struct ttm_peer)");
+        run_c("layout", lang, &program)
     }
 
     #[test]
@@ -211,36 +214,17 @@ int main(void) {{
     fn bpf_header_agrees() {
         // The eBPF kit's header names the address array `addr`, not the
         // vendor's union; check its layout separately.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = std::env::temp_dir().join(format!("ttm-bpflayout-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("l.c");
-        std::fs::write(
-            &src,
-            "#include <stdio.h>\n#include <stddef.h>\n#include \"ttm.h\"\n\
-             int main(void){printf(\"%zu %zu %zu %zu %zu %d\\n\",sizeof(struct ttm_peer),\
+        let header = Path::new(env!("CARGO_MANIFEST_DIR")).join("bpf/ttm.h");
+        let program = format!(
+            "#include <stdio.h>\n#include <stddef.h>\n#include \"{}\"\n\
+             int main(void){{printf(\"%zu %zu %zu %zu %zu %d\\n\",sizeof(struct ttm_peer),\
              offsetof(struct ttm_peer,af),offsetof(struct ttm_peer,port),\
-             offsetof(struct ttm_peer,addr),sizeof(struct toa_nat64_peer),TTM_SO_GET_PEER);return 0;}\n",
-        )
-        .unwrap();
-        let exe = dir.join("l");
-        let out = Command::new("gcc")
-            .arg("-I")
-            .arg(root.join("bpf"))
-            .arg("-o")
-            .arg(&exe)
-            .arg(&src)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+             offsetof(struct ttm_peer,addr),sizeof(struct toa_nat64_peer),TTM_SO_GET_PEER);return 0;}}\n",
+            header.display()
         );
-        let run = Command::new(&exe).output().unwrap();
-        std::fs::remove_dir_all(&dir).ok();
+        let out = run_c("bpflayout", "c", &program);
         assert_eq!(
-            String::from_utf8(run.stdout).unwrap(),
+            out,
             format!(
                 "{} {} {} {} {} {}\n",
                 core::mem::size_of::<TtmPeer>(),
