@@ -327,7 +327,10 @@ fn c_example_once(
     launch: &Launch,
     sockaddr_in: bool,
 ) -> (HashMap<String, String>, Conn, String) {
-    let mut cmd = launch.command(preload::c_example(sockaddr_in));
+    let mut cmd = launch.command(preload::c_example());
+    if sockaddr_in {
+        cmd.arg("-4"); // accept() into a 16-byte struct sockaddr_in
+    }
     cmd.args(["-b", "0.0.0.0", "-n", "1", "0"]);
     let server = Server::interactive("examples/c/server", cmd);
     let first = server

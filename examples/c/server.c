@@ -9,8 +9,11 @@
  * Run under the shim:
  *   LD_PRELOAD=/path/to/libttm.so ./server -n 1 8080
  *
- * usage: server [-b BIND_ADDRESS] [-n CONNECTIONS] PORT
+ * usage: server [-4] [-b BIND_ADDRESS] [-n CONNECTIONS] PORT
  *   BIND_ADDRESS defaults to :: (IPv4 and IPv6); PORT 0 picks one.
+ *   -4: accept() into a struct sockaddr_in (16 bytes), as servers written
+ *   for IPv4 only do: no room for an IPv6 client there, so libttm leaves
+ *   the LB's address and ttm_get_peer() is the way to the client.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -89,13 +92,16 @@ int main(int argc, char **argv)
 {
 	const char *bind_addr = "::";
 	long count = -1;
+	int sin_only = 0;
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int opt, lst, on = 1, off = 0;
 	char text[INET6_ADDRSTRLEN + 16];
 
-	while ((opt = getopt(argc, argv, "b:n:")) != -1) {
-		if (opt == 'b')
+	while ((opt = getopt(argc, argv, "4b:n:")) != -1) {
+		if (opt == '4')
+			sin_only = 1;
+		else if (opt == 'b')
 			bind_addr = optarg;
 		else if (opt == 'n')
 			count = strtol(optarg, NULL, 10);
@@ -132,7 +138,7 @@ int main(int argc, char **argv)
 
 	while (count != 0) {
 		struct sockaddr_storage client;
-		socklen_t client_len = sizeof(client);
+		socklen_t client_len = sin_only ? sizeof(struct sockaddr_in) : sizeof(client);
 		int fd = accept(lst, (struct sockaddr *)&client, &client_len);
 
 		if (fd < 0) {
@@ -149,6 +155,6 @@ int main(int argc, char **argv)
 	return 0;
 
 usage:
-	fprintf(stderr, "usage: %s [-b BIND_ADDRESS] [-n CONNECTIONS] PORT\n", argv[0]);
+	fprintf(stderr, "usage: %s [-4] [-b BIND_ADDRESS] [-n CONNECTIONS] PORT\n", argv[0]);
 	return 2;
 }

@@ -115,25 +115,13 @@ pub fn e2e_client() -> PathBuf {
     built(&P, "e2e_client", "e2e_client.c", &["-pthread"])
 }
 
-/// examples/c/server.c, built as its README says (`-I include -ldl`); with
-/// `sockaddr_in` its accept() gets a 16-byte buffer instead of a
-/// sockaddr_storage (tests/preload/accept_sin.h, force-included).
-pub fn c_example(sockaddr_in: bool) -> PathBuf {
-    static STORAGE: OnceLock<PathBuf> = OnceLock::new();
-    static SIN: OnceLock<PathBuf> = OnceLock::new();
+/// examples/c/server.c, built as its README says (`-I include -ldl`).
+pub fn c_example() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let include = format!("-I{}", root.join("include").display());
-    let mut files = vec![root.join("examples/c/server.c"), root.join("include/ttm.h")];
-    let mut args = vec![include.as_str(), "-ldl"];
-    let force = source("accept_sin.h");
-    let force_s = force.display().to_string();
-    if sockaddr_in {
-        files.push(force.clone());
-        args.extend(["-include", force_s.as_str()]);
-        built_from(&SIN, "c_example_sin", &files, &args)
-    } else {
-        built_from(&STORAGE, "c_example", &files, &args)
-    }
+    let files = [root.join("examples/c/server.c"), root.join("include/ttm.h")];
+    built_from(&P, "c_example", &files, &[include.as_str(), "-ldl"])
 }
 
 pub fn probe() -> PathBuf {
