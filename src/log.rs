@@ -72,7 +72,9 @@ pub fn enabled(level: Level) -> bool {
 /// True the first time it is called with `flag`: for conditions that are
 /// worth one warning, not one per connection.
 pub fn first(flag: &AtomicBool) -> bool {
-    !flag.swap(true, Ordering::Relaxed)
+    // A plain load first: after the first time this is a read, not a
+    // write to a shared cache line on every connection.
+    !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::Relaxed)
 }
 
 /// A field value. `Text` is free text (quoted in text lines); `Show` is a

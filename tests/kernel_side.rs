@@ -53,6 +53,18 @@ const ALL_COUNTERS: [&str; 18] = [
 /// is 0: an outcome counted in the wrong place fails too.
 fn assert_counters(ks: &KernelSide, expect: &[(&str, u64)]) {
     let status = ks.status();
+    // The list above is the stable interface users key on: status must
+    // report exactly these names, no fewer and no more.
+    let mut names: Vec<&str> = status["counters"]
+        .as_object()
+        .expect("counters object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    let mut want = ALL_COUNTERS.to_vec();
+    want.sort_unstable();
+    assert_eq!(names, want, "counter names in ttmctl status --json");
     for name in ALL_COUNTERS {
         let want = expect
             .iter()
