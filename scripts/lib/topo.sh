@@ -31,6 +31,11 @@ topo_up() {
   ip -n "$NS_S" link set "$VETH_S" up
   ip -n "$NS_C" link set "$VETH_C" up
   mkdir -p "$CG/server" "$CG/client"
+  # Pins go under /sys/fs/bpf: on a fresh host it is an empty sysfs
+  # directory until something mounts bpffs there (ttmctl does, but the
+  # scripts make their own pin directories before the first ttmctl run).
+  awk '$2=="/sys/fs/bpf" && $3=="bpf"{f=1} END{exit !f}' /proc/mounts ||
+    mount -t bpf bpf /sys/fs/bpf
 }
 
 # nsenter, not `ip netns exec`: the latter remounts /sys, hiding the
