@@ -6,6 +6,7 @@ mod bpffs;
 mod cgroup;
 mod cidr;
 mod doctor;
+mod features;
 mod format;
 mod load;
 mod objects;
@@ -66,6 +67,11 @@ enum Cmd {
         /// every packet the cgroup's sockets receive
         #[arg(long)]
         no_defer_accept: bool,
+        /// Load the getsockopt program kernels without bpf_set_retval (5.10-5.17) get,
+        /// on any kernel: getsockopt 4096 then leaves the kernel's ENOPROTOOPT where it
+        /// would return EINVAL or ENOTCONN (to test the path older kernels take)
+        #[arg(long)]
+        getsockopt_compat: bool,
     },
     /// Detach and remove everything `load` pinned
     Unload {
@@ -134,6 +140,7 @@ fn run(cli: Cli) -> Result<()> {
             formats,
             no_rewrite,
             no_defer_accept,
+            getsockopt_compat,
         } => load::run(load::LoadArgs {
             cgroup,
             pin_dir,
@@ -145,6 +152,7 @@ fn run(cli: Cli) -> Result<()> {
             },
             rewrite: !no_rewrite,
             defer_accept: !no_defer_accept,
+            getsockopt_compat,
         }),
         Cmd::Unload { pin_dir } => unload::run(&pin_dir, "unload"),
         Cmd::Status { pin_dir, json } => status::run(&pin_dir, json),

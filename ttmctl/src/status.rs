@@ -7,7 +7,23 @@ use std::path::Path;
 
 use crate::abi::{self, COUNTERS, TtmConfig, pins};
 use crate::objects::ATTACHMENTS;
-use crate::{format, pinned};
+use crate::{features, format, pinned};
+
+/// The program a link runs: the fallback where `load` chose it.
+fn program_name(a: &crate::objects::Attachment, config: &TtmConfig) -> &'static str {
+    match a.fallback {
+        Some(f) if config.flags & abi::CFG_GETSOCKOPT_COMPAT != 0 => f,
+        _ => a.program,
+    }
+}
+
+/// What `load` found this kernel lacks, and what that costs.
+fn kernel_json(config: &TtmConfig) -> Value {
+    json!({
+        "release": crate::preflight::kernel_version().2,
+        "missing": features::missing(config.missing).map(|f| f.to_json()).collect::<Vec<_>>(),
+    })
+}
 
 pub fn collect(dir: &Path) -> Result<Value> {
     if !dir.join(ATTACHMENTS[0].link_pin).exists() {
@@ -26,7 +42,7 @@ pub fn collect(dir: &Path) -> Result<Value> {
         let l = pinned::link(&pin)?;
         cgroup = cgroup.or(l.cgroup.clone());
         programs.push(json!({
-            "name": a.program,
+            "name": program_name(a, &config),
             "link": a.link_pin,
             "id": l.prog_id,
             "link_id": l.link_id,
@@ -49,6 +65,8 @@ pub fn collect(dir: &Path) -> Result<Value> {
         "trust_enforced": config.flags & abi::CFG_TRUST_ENFORCED != 0,
         "rewrite": config.flags & abi::CFG_REWRITE != 0,
         "defer_accept": config.flags & abi::CFG_DEFER_ACCEPT != 0,
+        "getsockopt_compat": config.flags & abi::CFG_GETSOCKOPT_COMPAT != 0,
+        "kernel": kernel_json(&config),
         "peer_map": dir.join(pins::PEERS),
         "counters": counters,
         "programs": programs,
@@ -107,6 +125,19 @@ pub fn run(dir: &Path, as_json: bool) -> Result<()> {
             "off (--no-defer-accept: such listeners see the LB's address)"
         }
     );
+    if v["getsockopt_compat"] == json!(true) {
+        println!(
+            "  getsockopt ttm_getsockopt_compat: 4096 leaves the kernel's ENOPROTOOPT where it would refuse"
+        );
+    }
+    for m in v["kernel"]["missing"].as_array().into_iter().flatten() {
+        println!(
+            "  kernel     lacks {} (Linux >= {}): {}",
+            m["feature"].as_str().unwrap_or("?"),
+            m["since"].as_str().unwrap_or("?"),
+            m["effect"].as_str().unwrap_or("?")
+        );
+    }
     println!("  counters");
     for n in COUNTERS {
         println!("    {:<18} {}", n, v["counters"][n]);
