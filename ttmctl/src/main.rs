@@ -5,6 +5,7 @@ mod abi;
 mod bpffs;
 mod cgroup;
 mod cidr;
+mod cli;
 mod doctor;
 mod format;
 mod load;
@@ -19,111 +20,21 @@ mod sys;
 mod unload;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::Parser;
 
-const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ttm";
-const DEFAULT_LB_PIN_DIR: &str = "/sys/fs/bpf/ttm-lb";
+use cli::{Cli, Cmd, SimCmd};
 
-#[derive(Parser)]
-#[command(
-    name = "ttmctl",
-    version,
-    about = "Give servers behind a full-NAT load balancer their real clients, with eBPF instead of a kernel module",
-    long_about = "ttmctl loads ttm's eBPF programs: they read the real client a full-NAT LB \
-        (Kingsoft TTM, Alibaba/Huawei/DPVS/Tencent TOA) puts in a TCP option of the handshake, \
-        answer the vendors' getsockopt ABIs (SOL_IP/1345, IPPROTO_IP/4096), and rewrite \
-        accept()/getpeername() in-kernel where the socket's family can hold the client."
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Load, attach and pin the kernel side (again: replace it, with no gap)
-    Load {
-        /// cgroup v2 directory whose sockets are served [default: the cgroup2 root]
-        #[arg(long, value_name = "DIR")]
-        cgroup: Option<PathBuf>,
-        /// bpffs directory for pins; the peer map is <DIR>/ttm_peers
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-        /// Honour options only from LB source addresses in CIDR (repeatable; IPv4 or IPv6)
-        #[arg(long = "trust", value_name = "CIDR", value_parser = cidr::Cidr::parse)]
-        trust: Vec<cidr::Cidr>,
-        /// Option format to parse, as KIND/LEN: 254/8 254/20 253/20 253/8 200/8 (repeatable)
-        /// [default: 254/8 254/20 253/20]
-        #[arg(long = "format", value_name = "KIND/LEN", value_parser = format::parse)]
-        formats: Vec<u32>,
-        /// Do not rewrite accept()/getpeername() in-kernel; answer getsockopt and the map only
-        #[arg(long)]
-        no_rewrite: bool,
-        /// Do not serve listeners with TCP_DEFER_ACCEPT (httpd's default AcceptFilter,
-        /// nginx `deferred`, HAProxy `defer-accept`): skip the cgroup_skb program that
-        /// keeps the option of the third ACK, which such listeners drop, and runs for
-        /// every packet the cgroup's sockets receive
-        #[arg(long)]
-        no_defer_accept: bool,
-    },
-    /// Detach and remove everything `load` pinned
-    Unload {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-    },
-    /// Where the kernel side is attached, its configuration and counters
-    Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-        /// Machine-readable output (stable field names)
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check kernel, cgroup v2, bpffs, privileges and conflicting modules
-    Doctor {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Emulate a full-NAT LB: put a TCP option into the third ACK of
-    /// connections made from a cgroup
-    #[command(subcommand)]
-    Simulate(SimCmd),
-}
-
-#[derive(Subcommand)]
-enum SimCmd {
-    /// Attach the emulator to a client cgroup (again: change the option in place)
-    Start {
-        /// cgroup v2 directory of the client processes (never the root)
-        #[arg(long, value_name = "DIR")]
-        cgroup: PathBuf,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
-        pin_dir: PathBuf,
-        /// Claimed client: IP:PORT, [IPv6]:PORT, or IP (port = each connection's own source port)
-        #[arg(long, value_name = "ADDR", value_parser = simulate::Claim::parse, required_unless_present = "raw", conflicts_with = "raw")]
-        client: Option<simulate::Claim>,
-        /// Option format for --client as KIND/LEN [default: 254/8 for IPv4, 254/20 for IPv6]
-        #[arg(long, value_name = "KIND/LEN", requires = "client")]
-        format: Option<String>,
-        /// Raw option bytes in hex (kind, length byte, data), one bpf_store_hdr_opt
-        /// call each; repeat up to 4 times, e.g. to build malformed lists
-        #[arg(long, value_name = "HEX", value_parser = simulate::parse_hex)]
-        raw: Vec<Vec<u8>>,
-    },
-    /// Detach the emulator and remove its pins
-    Stop {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
-        pin_dir: PathBuf,
-    },
-    /// What the emulator is writing and has written
-    Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
-        pin_dir: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
-}
+/// `ttmctl --version`: the release, the commit it was built from and the
+/// SHA-256 of the embedded eBPF object, which tells two builds of the same
+/// version apart (build.rs sets both).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TTM_GIT_COMMIT"),
+    ", bpf sha256 ",
+    env!("TTM_BPF_SHA256"),
+    ")"
+);
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {

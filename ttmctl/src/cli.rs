@@ -1,0 +1,176 @@
+//! ttmctl's command line, in one place: main.rs parses it, and build.rs
+//! (which includes this file) renders the man pages and the shell
+//! completions from it, so they cannot drift from what ttmctl accepts.
+//! The value parsers are named by module (`cidr::`, `format::`,
+//! `simulate::`): build.rs provides those names too.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use crate::{cidr, format, simulate};
+
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ttm";
+pub const DEFAULT_LB_PIN_DIR: &str = "/sys/fs/bpf/ttm-lb";
+
+#[derive(Parser)]
+#[command(
+    name = "ttmctl",
+    version = crate::VERSION,
+    after_long_help = MANUAL,
+    about = "Give servers behind a full-NAT load balancer their real clients, with eBPF instead of a kernel module",
+    long_about = "ttmctl loads ttm's eBPF programs: they read the real client a full-NAT LB \
+        (Kingsoft TTM, Alibaba/Huawei/DPVS/Tencent TOA) puts in a TCP option of the handshake, \
+        answer the vendors' getsockopt ABIs (SOL_IP/1345, IPPROTO_IP/4096), and rewrite \
+        accept()/getpeername() in-kernel where the socket's family can hold the client."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Load, attach and pin the kernel side (again: replace it, with no gap)
+    ///
+    /// Loads the programs, attaches them to the cgroup v2 directory --cgroup (default: the
+    /// cgroup2 root found in /proc/mounts, i.e. every socket on the host) and pins their links
+    /// and maps under --pin-dir (bpffs is mounted on /sys/fs/bpf if missing). Loading again
+    /// replaces the running set with no gap: the new programs are attached before the old
+    /// links are unpinned, and the peer map is reused, so open connections keep their answers.
+    ///
+    /// The peer map <pin-dir>/ttm_peers is readable by everyone, so an unprivileged server
+    /// (and libttm(7)) can look its sockets up by fd. Without --trust any client that reaches
+    /// the server directly can claim any address.
+    Load {
+        /// cgroup v2 directory whose sockets are served [default: the cgroup2 root]
+        #[arg(long, value_name = "DIR")]
+        cgroup: Option<PathBuf>,
+        /// bpffs directory for pins; the peer map is <DIR>/ttm_peers
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Honour options only from LB source addresses in CIDR (repeatable; IPv4 or IPv6)
+        #[arg(long = "trust", value_name = "CIDR", value_parser = cidr::Cidr::parse)]
+        trust: Vec<cidr::Cidr>,
+        /// Option format to parse, as KIND/LEN: 254/8 254/20 253/20 253/8 200/8 (repeatable)
+        /// [default: 254/8 254/20 253/20]
+        #[arg(long = "format", value_name = "KIND/LEN", value_parser = format::parse)]
+        formats: Vec<u32>,
+        /// Do not rewrite accept()/getpeername() in-kernel; answer getsockopt and the map only
+        #[arg(long)]
+        no_rewrite: bool,
+        /// Do not serve listeners with TCP_DEFER_ACCEPT (httpd's default AcceptFilter,
+        /// nginx `deferred`, HAProxy `defer-accept`): skip the cgroup_skb program that
+        /// keeps the option of the third ACK, which such listeners drop, and runs for
+        /// every packet the cgroup's sockets receive
+        #[arg(long)]
+        no_defer_accept: bool,
+    },
+    /// Detach and remove everything `load` pinned
+    ///
+    /// Removes every pin ttmctl made in --pin-dir, which detaches every program. Nothing else
+    /// is left attached or pinned.
+    Unload {
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Where the kernel side is attached, its configuration and counters
+    ///
+    /// Where the programs are attached, their configuration and a counter for every outcome:
+    /// found_v4 found_v6 no_option malformed bad_address untrusted no_packet storage_failed
+    /// getsockopt_ttm getsockopt_nat64 getsockopt_error rewrite4 rewrite6, and for
+    /// TCP_DEFER_ACCEPT listeners stashed stash_refused stash_failed from_stash stash_stale.
+    Status {
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Machine-readable output (stable field names)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check kernel, cgroup v2, bpffs, privileges and conflicting modules
+    ///
+    /// Checks the kernel version, BTF, cgroup v2, bpffs, privileges,
+    /// kernel.unprivileged_bpf_disabled, a vendor TOA/TTM module already loaded (conflict on
+    /// optname 1345), and runs the verifier on every program; each problem comes with what to
+    /// do about it.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Emulate a full-NAT LB: put a TCP option into the third ACK of
+    /// connections made from a cgroup
+    ///
+    /// A load balancer in a box, for tests: attached to a cgroup of client processes (never
+    /// the root cgroup), it writes an option into the third ACK of every connection they make.
+    #[command(subcommand)]
+    Simulate(SimCmd),
+}
+
+#[derive(Subcommand)]
+pub enum SimCmd {
+    /// Attach the emulator to a client cgroup (again: change the option in place)
+    Start {
+        /// cgroup v2 directory of the client processes (never the root)
+        #[arg(long, value_name = "DIR")]
+        cgroup: PathBuf,
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Claimed client: IP:PORT, [IPv6]:PORT, or IP (port = each connection's own source port)
+        #[arg(long, value_name = "ADDR", value_parser = simulate::Claim::parse, required_unless_present = "raw", conflicts_with = "raw")]
+        client: Option<simulate::Claim>,
+        /// Option format for --client as KIND/LEN [default: 254/8 for IPv4, 254/20 for IPv6]
+        #[arg(long, value_name = "KIND/LEN", requires = "client")]
+        format: Option<String>,
+        /// Raw option bytes in hex (kind, length byte, data), one bpf_store_hdr_opt
+        /// call each; repeat up to 4 times, e.g. to build malformed lists
+        #[arg(long, value_name = "HEX", value_parser = simulate::parse_hex)]
+        raw: Vec<Vec<u8>>,
+    },
+    /// Detach the emulator and remove its pins
+    Stop {
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// What the emulator is writing and has written
+    Status {
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        pin_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The rest of `ttmctl --help` and of ttmctl(8): build.rs turns each
+/// "Heading:" line into a man page section and indented lines into
+/// literal blocks.
+pub const MANUAL: &str = "\
+The systemd service:
+ttm.service runs `ttmctl load` at boot with the options of /etc/ttm/ttm.conf, and `ttmctl \
+unload` when stopped; `systemctl reload ttm` loads again with no gap. It is not enabled on \
+installation: set TRUST first, then `systemctl enable --now ttm`. TRUST (CIDRs, one --trust \
+each), FORMATS (one --format each), CGROUP (--cgroup, absolute or relative to the cgroup2 \
+mount; pick one that outlives your servers, such as system.slice), REWRITE=no \
+(--no-rewrite), DEFER_ACCEPT=no (--no-defer-accept) and PIN_DIR (--pin-dir) map to options; \
+`/usr/libexec/ttm/ttm-service args` prints the command line the service runs. Removing the \
+package stops the service and unloads PIN_DIR.
+
+Exit status:
+0 on success; 1 with one line on standard error saying what failed; 2 for a usage error.
+
+Files:
+/sys/fs/bpf/ttm/ is the default pin directory; the peer map is ttm_peers. \
+/etc/ttm/ttm.conf holds the options of ttm.service, the unit is \
+/usr/lib/systemd/system/ttm.service (/lib/systemd/system on Debian 12).
+
+Examples:
+Attach to the sockets of system services only, trusting the LB subnet:
+    ttmctl load --cgroup /sys/fs/cgroup/system.slice --trust 10.0.0.0/24
+    ttmctl status
+Check a server without an LB: clients started in /sys/fs/cgroup/lbtest claim to be \
+203.0.113.7:4242:
+    mkdir /sys/fs/cgroup/lbtest
+    ttmctl simulate start --cgroup /sys/fs/cgroup/lbtest --client 203.0.113.7:4242
+    sh -c 'echo $$ > /sys/fs/cgroup/lbtest/cgroup.procs; exec curl http://10.0.0.5/'
+    ttmctl simulate stop
+
+See also:
+libttm(7), systemctl(1), bpftool(8), getsockopt(2)";
