@@ -55,7 +55,11 @@ const OBJECTS: &[&str] = &["ttm", "ttm_lb"];
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    build_bpf(&manifest.join("../bpf"), &out);
+    let bpf_dir = manifest
+        .join("../bpf")
+        .canonicalize()
+        .expect("the bpf/ directory beside ttmctl/");
+    build_bpf(&bpf_dir, &out);
 
     let bpf_sha256 = hex(&Sha256::digest(
         fs::read(out.join("ttm.bpf.o")).expect("read ttm.bpf.o"),
@@ -100,6 +104,7 @@ fn build_bpf(bpf_dir: &Path, out: &Path) {
             // the same sources give the same object (and --version hash)
             // wherever they are built.
             .arg(format!("-ffile-prefix-map={}=bpf", bpf_dir.display()))
+            .arg("-fdebug-compilation-dir=.")
             .arg(format!("-D__TARGET_ARCH_{}", arch.0))
             .arg(format!("-I/usr/include/{}", arch.1))
             .arg("-I")
