@@ -19,7 +19,6 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -1289,120 +1288,6 @@ fn service_wrapper_turns_the_config_into_one_ttmctl_command() {
     );
     let usage = run(Command::new(root().join("packaging/ttm-service")).arg("restart"));
     assert_eq!(usage.status.code(), Some(2), "{usage:?}");
-}
-
-/// The Kubernetes manifest parses, has the parts docs/kubernetes.md
-/// relies on, and its container script builds the right `ttmctl load`
-/// (run here with a stand-in ttmctl that records its arguments). No
-/// cluster is involved.
-#[test]
-fn kubernetes_manifest_parses_and_loads_with_the_configured_options() {
-    let manifest = root().join("packaging/kubernetes/daemonset.yaml");
-    let script = r#"
-import json, sys, yaml
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-print(json.dumps(docs))
-"#;
-    let out = run_ok(Command::new(PYTHON).args(["-c", script]).arg(&manifest));
-    let docs: Vec<Value> = serde_json::from_str(out.trim()).expect("JSON");
-    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["Namespace", "ConfigMap", "DaemonSet"]);
-    let ds = &docs[2];
-    let pod = &ds["spec"]["template"]["spec"];
-    assert!(pod["hostPID"].is_null(), "hostPID is not needed");
-    let c = &pod["containers"][0];
-    assert_eq!(c["securityContext"]["privileged"], true);
-    assert_eq!(
-        c["lifecycle"]["preStop"]["exec"]["command"],
-        serde_json::json!(["ttmctl", "unload", "--pin-dir", "/sys/fs/bpf/ttm"])
-    );
-    let volumes = pod["volumes"].as_array().unwrap();
-    let host_path = |name: &str| {
-        volumes
-            .iter()
-            .find(|v| v["name"] == name)
-            .and_then(|v| v["hostPath"]["path"].as_str())
-            .unwrap_or_else(|| panic!("no hostPath volume {name}"))
-            .to_owned()
-    };
-    assert_eq!(host_path("bpffs"), "/sys/fs/bpf");
-    assert_eq!(host_path("cgroup2"), "/sys/fs/cgroup");
-    assert_eq!(host_path("libttm"), "/var/lib/ttm");
-    let mounts = c["volumeMounts"].as_array().unwrap();
-    let mount_of = |name: &str| {
-        mounts
-            .iter()
-            .find(|m| m["name"] == name)
-            .and_then(|m| m["mountPath"].as_str())
-            .unwrap_or_else(|| panic!("no mount of {name}"))
-            .to_owned()
-    };
-    assert_eq!(mount_of("bpffs"), "/sys/fs/bpf");
-    assert_eq!(mount_of("cgroup2"), "/host/cgroup");
-
-    // The container's script, with the ConfigMap's variables and a
-    // stand-in ttmctl; it must stay up until SIGTERM, then exit 0.
-    let cmd: Vec<String> = c["command"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(&cmd[..2], ["/bin/sh", "-c"]);
-    let dir = TempDir::new("k8s");
-    let log = dir.path().join("calls");
-    let stub = dir.path().join("ttmctl");
-    fs::write(
-        &stub,
-        format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display()),
-    )
-    .unwrap();
-    fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
-    let config = &docs[1]["data"];
-    let mut sh = Command::new("/bin/sh");
-    sh.args(["-c", &cmd[2]])
-        .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
-        .env("TRUST", "10.0.0.0/24 2001:db8::/64")
-        .env("FORMATS", config["FORMATS"].as_str().unwrap())
-        .env("CGROUP", "kubepods.slice")
-        .process_group(0);
-    let server = Server::interactive("daemonset script", sh);
-    let _group = KillGroup(server.pid() as i32);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while fs::read_to_string(&log).unwrap_or_default().lines().count() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "script ran no ttmctl load + status: {:?}",
-            fs::read_to_string(&log)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: kill(2) on the pid of a child this test spawned and has not
-    // reaped (Server reaps it on drop).
-    let rc = unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
-    assert_eq!(rc, 0);
-    let status = server.wait_exit(Duration::from_secs(10));
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "SIGTERM should end the script cleanly"
-    );
-    assert_eq!(
-        fs::read_to_string(&log).unwrap(),
-        "load --cgroup /host/cgroup/kubepods.slice --pin-dir /sys/fs/bpf/ttm \
-         --trust=10.0.0.0/24 --trust=2001:db8::/64\nstatus\n"
-    );
-}
-
-/// Kills a process group (a script and its children) on drop.
-struct KillGroup(i32);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) of a process group this test created with
-        // process_group(0); at worst ESRCH once it is gone.
-        unsafe { libc::kill(-self.0, libc::SIGKILL) };
-    }
 }
 
 // ---------------------------------------------------------------------

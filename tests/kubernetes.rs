@@ -1,0 +1,323 @@
+//! The Kubernetes manifests in packaging/kubernetes/, without a cluster:
+//! they parse and carry what docs/kubernetes.md relies on (Pod Security
+//! label, no service account token, no unload when a pod stops), and
+//! their container scripts run here as a kubelet would run them, with the
+//! real ttmctl on a test cgroup and pin directory: a rolling update
+//! (pods started and stopped in both orders) under a connection loop
+//! leaves no connection without its client, and the uninstall DaemonSet
+//! leaves nothing attached or pinned. Needs root.
+
+mod harness;
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use harness::binaries::ttmctl_path;
+use harness::bpffs::{PinDir, assert_nothing_left, attached_names};
+use harness::{LbEmulator, PYTHON, Server, Topology, echo_server, run_client, run_to_end};
+use serde_json::{Value, json};
+
+const CLAIM4: &str = "203.0.113.7";
+
+fn manifest(name: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging/kubernetes")
+        .join(name);
+    let script = "import json, sys, yaml\n\
+                  print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))";
+    let out = run_to_end(
+        Command::new(PYTHON).args(["-c", script]).arg(&path),
+        Duration::from_secs(30),
+    );
+    let text = out.expect_success(&format!("parse {name}"));
+    serde_json::from_str(text.trim()).expect("JSON")
+}
+
+/// The first document of `kind` (and `name`, if given).
+fn doc<'a>(docs: &'a [Value], kind: &str, name: Option<&str>) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && name.is_none_or(|n| d["metadata"]["name"] == n))
+        .unwrap_or_else(|| panic!("no {kind} {name:?}"))
+}
+
+/// The `sh -c` script of a pod spec's first container.
+fn container_script(pod: &Value) -> String {
+    let cmd: Vec<&str> = pod["containers"][0]["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(&cmd[..2], ["/bin/sh", "-c"], "{cmd:?}");
+    cmd[2].to_owned()
+}
+
+#[test]
+fn manifests_carry_what_the_docs_rely_on() {
+    let docs = manifest("daemonset.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Namespace", "ConfigMap", "DaemonSet"]);
+    let labels = &doc(&docs, "Namespace", Some("ttm"))["metadata"]["labels"];
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "privileged");
+    let ds = doc(&docs, "DaemonSet", Some("ttm"));
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert!(pod["hostPID"].is_null(), "hostPID is not needed");
+    assert!(pod["hostNetwork"].is_null(), "hostNetwork is not needed");
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["privileged"], true);
+    // A stopping pod must not unload: the next pod replaces in place.
+    assert!(
+        c["lifecycle"]["preStop"].is_null(),
+        "a preStop hook: {}",
+        c["lifecycle"]
+    );
+    assert!(!container_script(pod).contains("ttmctl unload"));
+    assert_eq!(ds["spec"]["updateStrategy"]["type"], "RollingUpdate");
+    let volumes = pod["volumes"].as_array().unwrap();
+    let host_path = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .and_then(|v| v["hostPath"]["path"].as_str())
+            .unwrap_or_else(|| panic!("no hostPath volume {name}"))
+            .to_owned()
+    };
+    assert_eq!(host_path("bpffs"), "/sys/fs/bpf");
+    assert_eq!(host_path("cgroup2"), "/sys/fs/cgroup");
+    assert_eq!(host_path("libttm"), "/var/lib/ttm");
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let mount_of = |name: &str| {
+        mounts
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["mountPath"].as_str())
+            .unwrap_or_else(|| panic!("no mount of {name}"))
+            .to_owned()
+    };
+    assert_eq!(mount_of("bpffs"), "/sys/fs/bpf");
+    assert_eq!(mount_of("cgroup2"), "/host/cgroup");
+    assert_eq!(
+        c["readinessProbe"]["exec"]["command"],
+        json!(["ttmctl", "status", "--pin-dir", "/sys/fs/bpf/ttm"])
+    );
+
+    let un = manifest("uninstall.yaml");
+    let uds = doc(&un, "DaemonSet", Some("ttm-uninstall"));
+    assert_eq!(uds["metadata"]["namespace"], "ttm");
+    let upod = &uds["spec"]["template"]["spec"];
+    assert_eq!(upod["automountServiceAccountToken"], false);
+    assert!(container_script(upod).contains("ttmctl unload"));
+}
+
+/// One pod of a manifest's DaemonSet: its container script run by /bin/sh
+/// with the ConfigMap's variables, ttmctl on PATH, in a process group of
+/// its own (killed on drop).
+struct Pod {
+    server: Server,
+}
+
+impl Pod {
+    fn start(name: &str, script: &str, env: &[(&str, &str)]) -> Pod {
+        let bin = ttmctl_path();
+        let mut sh = Command::new("/bin/sh");
+        sh.args(["-c", script])
+            .env_clear()
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                    bin.parent().unwrap().display()
+                ),
+            )
+            .envs(env.iter().copied())
+            .process_group(0);
+        Pod {
+            server: Server::interactive(name, sh),
+        }
+    }
+
+    /// Waits until the script is past its ttmctl commands and idles in
+    /// its `sleep` (a process of the pod's group named sleep).
+    fn wait_idle(&self) {
+        let pgrp = self.server.pid() as i32;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let idle = std::fs::read_dir("/proc")
+                .expect("/proc")
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .any(|stat| {
+                    // pid (comm) state ppid pgrp ...
+                    let Some((head, rest)) = stat.rsplit_once(") ") else {
+                        return false;
+                    };
+                    let group = rest
+                        .split_whitespace()
+                        .nth(2)
+                        .and_then(|g| g.parse::<i32>().ok());
+                    head.ends_with("(sleep") && group == Some(pgrp)
+                });
+            if idle {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pod script did not reach its sleep; stderr: {}",
+                self.server.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, as the kubelet stops a container; the script must exit 0.
+    fn stop(self) {
+        // SAFETY: kill(2) on the pid of a child this test spawned and has
+        // not reaped (Server reaps it on drop).
+        let rc = unsafe { libc::kill(self.server.pid() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        let status = self.server.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0), "pod script on SIGTERM");
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of the process group this test created with
+        // process_group(0); at worst ESRCH once it is gone.
+        unsafe { libc::kill(-(self.server.pid() as i32), libc::SIGKILL) };
+    }
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The variables a pod of daemonset.yaml gets, pointed at the test's
+/// server cgroup and pin directory: CGROUP_ROOT stands for the node's
+/// cgroup2 mount (/host/cgroup in the pod), CGROUP is the ConfigMap's.
+fn pod_env(topo: &Topology, pin: &PinDir) -> Vec<(&'static str, String)> {
+    let mount = harness::cgroup::cgroup2_mount();
+    let rel = topo
+        .server_cgroup()
+        .strip_prefix(mount)
+        .expect("server cgroup below the cgroup2 mount");
+    vec![
+        ("CGROUP_ROOT", mount.display().to_string()),
+        ("CGROUP", rel.display().to_string()),
+        ("PIN_DIR", pin.path().display().to_string()),
+        ("TRUST", format!("{}/32", topo.client_v4())),
+        ("FORMATS", String::new()),
+    ]
+}
+
+/// A rolling update of the DaemonSet, both ways Kubernetes orders it
+/// (maxSurge: the new pod starts before the old stops; without: the old
+/// stops first), while a client connects without pause: every connection
+/// gets the claimed client from getsockopt 1345, so no moment passed with
+/// nothing loaded. Then the uninstall DaemonSet's script unloads it all.
+#[test]
+fn rolling_update_misses_no_connection_and_uninstall_unloads() {
+    harness::require_root();
+    let docs = manifest("daemonset.yaml");
+    let script =
+        container_script(&doc(&docs, "DaemonSet", Some("ttm"))["spec"]["template"]["spec"]);
+    let uninstall = container_script(
+        &doc(
+            &manifest("uninstall.yaml"),
+            "DaemonSet",
+            Some("ttm-uninstall"),
+        )["spec"]["template"]["spec"],
+    );
+
+    let topo = Topology::new();
+    let (id, _) = harness::unique_id();
+    let pin = PinDir::new(&format!("ttm-k8s-{id}"));
+    let env_owned = pod_env(&topo, &pin);
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _lb = LbEmulator::start(&topo, &["--client", CLAIM4]);
+    let map = pin.path().join("ttm_peers");
+
+    let mut pod = Pod::start("ttm pod 0", &script, &env);
+    pod.wait_idle();
+    let server = echo_server(
+        &topo.server().launch(),
+        &["--family", "inet", "--map", map.to_str().unwrap()],
+    );
+    let launch = topo.client().launch();
+    let (dst, port) = (topo.server_v4().to_string(), server.port().to_string());
+    let done = AtomicBool::new(false);
+    let updates = 4;
+    let outs = std::thread::scope(|s| {
+        let client = s.spawn(|| {
+            let mut outs = Vec::new();
+            while outs.is_empty() || !done.load(Ordering::SeqCst) {
+                let args = ["--addr", &dst, "--port", &port, "--count", "50"];
+                outs.push(run_client(&launch, &args, Duration::from_secs(120)));
+            }
+            outs
+        });
+        // Ends the client loop also when an update below panics (the
+        // scope would wait for the client forever).
+        let _stop = StopOnDrop(&done);
+        for i in 1..=updates {
+            let name = format!("ttm pod {i}");
+            if i % 2 == 1 {
+                // maxSurge: 1 - the new pod loads, then the old one stops.
+                let next = Pod::start(&name, &script, &env);
+                next.wait_idle();
+                std::mem::replace(&mut pod, next).stop();
+            } else {
+                // maxUnavailable: 1 - the old pod stops first.
+                let old = std::mem::replace(&mut pod, Pod::start(&name, &script, &env));
+                old.stop();
+                pod.wait_idle();
+            }
+            let names = attached_names(topo.server_cgroup());
+            assert!(
+                names.iter().any(|n| n == "ttm_parse"),
+                "after update {i}: {names:?}"
+            );
+        }
+        drop(_stop);
+        client.join().expect("client thread")
+    });
+    let mut recs = Vec::new();
+    for out in outs {
+        recs.extend(out.json_lines());
+        out.expect_success("client.py during the rolling update");
+    }
+    assert!(recs.len() >= 100, "only {} connections", recs.len());
+    for rec in &recs {
+        let port = rec["local"][1].as_u64().expect("local port");
+        assert_eq!(rec["reply"]["ttm"]["ip"], CLAIM4, "{rec}");
+        assert_eq!(rec["reply"]["ttm"]["port"], port, "{rec}");
+    }
+    server.records(recs.len(), Duration::from_secs(10));
+    eprintln!(
+        "{} connections over {updates} rolling updates, none without its client",
+        recs.len()
+    );
+
+    // Deleting the DaemonSet leaves the programs loaded ...
+    pod.stop();
+    let names = attached_names(topo.server_cgroup());
+    assert!(names.iter().any(|n| n == "ttm_parse"), "{names:?}");
+    // ... until the uninstall DaemonSet's pod runs, once per node.
+    let un = Pod::start("ttm-uninstall pod", &uninstall, &env);
+    un.wait_idle();
+    assert_nothing_left(topo.server_cgroup(), &[pin.path()]);
+    // A second run (another node, or a restart) finds nothing to do.
+    un.stop();
+    let again = Pod::start("ttm-uninstall pod again", &uninstall, &env);
+    again.wait_idle();
+    again.stop();
+}
