@@ -321,3 +321,96 @@ fn rolling_update_misses_no_connection_and_uninstall_unloads() {
     again.wait_idle();
     again.stop();
 }
+
+/// A buildah working container, removed on drop with its image.
+struct Image {
+    name: String,
+    container: Option<String>,
+}
+
+fn buildah(args: &[&str]) -> harness::Finished {
+    run_to_end(
+        Command::new("buildah")
+            .args(args)
+            .env("STORAGE_DRIVER", "vfs")
+            .env("BUILDAH_ISOLATION", "chroot"),
+        Duration::from_secs(300),
+    )
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        if let Some(c) = &self.container {
+            let _ = buildah(&["rm", c]);
+        }
+        let _ = buildah(&["rmi", "--force", &self.name]);
+    }
+}
+
+/// `make image`'s script builds the image from the packages (on a base
+/// made by mmdebstrap: no container registry is reachable here), and the
+/// image holds what the DaemonSet's pods run: ttmctl, and the library the
+/// init container copies to the node, which its script does (run in the
+/// image with a directory standing for the node's /var/lib/ttm).
+#[test]
+fn image_builds_and_runs_the_init_container() {
+    harness::require_root();
+    let (id, _) = harness::unique_id();
+    let mut image = Image {
+        name: format!("localhost/ttm-test:{id}"),
+        container: None,
+    };
+    let target = harness::binaries::profile_dir()
+        .parent()
+        .expect("target dir")
+        .to_owned();
+    let out = run_to_end(
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/image.sh"))
+            .env("BASE", "mmdebstrap")
+            .env("IMAGE", &image.name)
+            .env("CARGO_TARGET_DIR", &target),
+        Duration::from_secs(2400),
+    );
+    let image_id = out.expect_success("scripts/image.sh");
+    assert_eq!(image_id.trim().len(), 64, "image ID: {image_id}");
+
+    let c = buildah(&["from", "--quiet", &image.name]).expect_success("buildah from");
+    let c = c.trim().to_owned();
+    image.container = Some(c.clone());
+    let version =
+        buildah(&["run", &c, "--", "ttmctl", "--version"]).expect_success("ttmctl --version");
+    assert!(
+        version.starts_with(&format!("ttmctl {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+
+    let docs = manifest("daemonset.yaml");
+    let pod = &doc(&docs, "DaemonSet", Some("ttm"))["spec"]["template"]["spec"];
+    let init = &pod["initContainers"][0];
+    let script = init["command"][2].as_str().expect("init container script");
+    let mount = init["volumeMounts"][0]["mountPath"]
+        .as_str()
+        .expect("mountPath");
+    let node = std::env::temp_dir().join(format!("ttm-k8s-node-{id}"));
+    std::fs::create_dir_all(&node).unwrap();
+    struct RemoveDir<'a>(&'a Path);
+    impl Drop for RemoveDir<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0);
+        }
+    }
+    let _node_guard = RemoveDir(&node);
+    let volume = format!("{}:{mount}", node.display());
+    buildah(&["run", "-v", &volume, &c, "--", "/bin/sh", "-c", script])
+        .expect_success("the init container's script");
+    let copied = node.join("libttm.so.1");
+    let meta = std::fs::metadata(&copied).expect("libttm.so.1 copied to the node");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+    let elf = std::fs::read(&copied).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF");
+    assert!(
+        !node.join(".libttm.so.1.new").exists(),
+        "the temporary copy was renamed into place"
+    );
+}
