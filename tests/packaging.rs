@@ -1,15 +1,20 @@
-//! The .deb and .rpm of `scripts/package.sh` (`make package`): what they
-//! contain, that the library and ttmctl they ship need nothing newer than
-//! glibc 2.17, that the unit, man pages, service wrapper and Kubernetes
-//! manifest are sound, and, as root, a full life cycle on this machine:
-//! `dpkg -i`, the INSTALLED ttmctl (through the service's own wrapper and
-//! /etc/ttm/ttm.conf) loading on a test cgroup, a server preloaded with the
-//! INSTALLED libttm.so.1 seeing the client an LB emulator claims, then
-//! `dpkg --purge` leaving no file, program or pin behind.
+//! The packages of `scripts/package.sh` (`make package`): ttm, libttm1,
+//! libttm-dev (.deb) and ttm, ttm-libs, ttm-devel (.rpm). What each
+//! contains, that lintian --pedantic and rpmlint find nothing to fix, that
+//! the library and ttmctl they ship need nothing newer than glibc 2.17,
+//! that the unit (its sandbox score and capabilities), the generated man
+//! pages, completions and --version, and the service wrapper are sound;
+//! that the arm64 packages run under qemu-user; and, as root, a full life
+//! cycle on this machine: `dpkg -i`, the INSTALLED ttmctl (through the
+//! service's own wrapper and /etc/ttm/ttm.conf) loading on a test cgroup,
+//! a server preloaded with the INSTALLED libttm.so.1 seeing the client an
+//! LB emulator claims, then `dpkg --purge` leaving no file, program or pin
+//! behind.
 //!
 //! The packages are built once per test process into <target>/packages,
 //! reusing the cargo target dir of the tests (the first build downloads
-//! zig and cargo-zigbuild from PyPI and takes a few minutes).
+//! zig and cargo-zigbuild from PyPI and builds cargo-about, which takes a
+//! few minutes).
 
 mod harness;
 
