@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | TTM_DISABLE | 1/true/yes/on, 0/false/no/off | off (library active) |
 //! | TTM_PROGRAMS | comma list of program names | every program |
-//! | TTM_TRUSTED | comma list of CIDRs or addresses | every LB address |
+//! | TTM_TRUSTED | CIDRs or addresses, comma and/or space separated | every LB address |
 //! | TTM_BACKEND | auto, kmod, bpf, off | auto |
 //! | TTM_BPF_MAP | absolute path of the pinned map | /sys/fs/bpf/ttm/ttm_peers |
 //! | TTM_LOG | off, error, warn, info, debug | warn |
@@ -16,8 +16,8 @@
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::cidr::Cidr;
 use crate::log::Level;
+use ttm_cidr::Cidr;
 
 pub const DEFAULT_BPF_MAP: &str = "/sys/fs/bpf/ttm/ttm_peers";
 
@@ -138,29 +138,24 @@ impl Config {
             None => None,
             Some(v) if v.trim().is_empty() => None,
             Some(v) => {
+                // One syntax with `ttmctl load --trust` and TRUST= in
+                // ttm.conf (ttm_cidr::entries); a bad entry is named and
+                // skipped, the rest still apply.
                 let mut list = Vec::new();
-                let mut bad = Vec::new();
-                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                    match item.parse::<Cidr>() {
+                let mut problems = Vec::new();
+                for entry in ttm_cidr::entries(&v) {
+                    match Cidr::parse(entry) {
                         Ok(c) => list.push(c),
-                        Err(_) => bad.push(item),
+                        Err(e) => problems.push(format!("{e}: ignored")),
                     }
                 }
-                if !bad.is_empty() || list.is_empty() {
-                    let mut problem = String::new();
-                    if !bad.is_empty() {
-                        problem =
-                            format!("{} ignored ({})", bad.join(", "), crate::cidr::CidrError);
-                    }
-                    if list.is_empty() {
-                        if !problem.is_empty() {
-                            problem.push_str("; ");
-                        }
-                        problem.push_str(
-                            "no valid entry: trusting no LB address (nothing is rewritten)",
-                        );
-                    }
-                    warn("TTM_TRUSTED", &v, problem);
+                if list.is_empty() {
+                    problems.push(
+                        "no valid entry: trusting no LB address (nothing is rewritten)".into(),
+                    );
+                }
+                if !problems.is_empty() {
+                    warn("TTM_TRUSTED", &v, problems.join("; "));
                 }
                 Some(list)
             }
@@ -363,10 +358,23 @@ mod tests {
     }
 
     #[test]
+    fn trust_list_takes_commas_and_spaces_and_names_a_bad_entry() {
+        let (c, w) = parse(&[("TTM_TRUSTED", "10.0.0.0/8 2001:db8::/32, 10.1.0.1/16")]);
+        assert_eq!(c.trusted.as_ref().map(Vec::len), Some(2));
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].problem.contains("\"10.1.0.1/16\"") && w[0].problem.contains("10.1.0.0/16"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
     fn all_bad_trust_list_trusts_nothing() {
         let (c, w) = parse(&[("TTM_TRUSTED", "x,y")]);
         assert_eq!(w.len(), 1);
-        assert!(w[0].problem.contains("x, y ignored"), "{w:?}");
+        assert!(w[0].problem.contains("\"x\": not an IPv4"), "{w:?}");
+        assert!(w[0].problem.contains("\"y\": not an IPv4"), "{w:?}");
+        assert!(w[0].problem.contains("trusting no LB address"), "{w:?}");
         assert_eq!(c.trusted, Some(vec![]));
     }
 

@@ -11,13 +11,13 @@ use core::sync::atomic::AtomicBool;
 use libc::{c_int, sockaddr, socklen_t};
 
 use crate::backend::{Lookup, PeerSource};
-use crate::cidr::Cidr;
 use crate::errno;
 use crate::interpose::interpose;
 use crate::log::{self, Level, Value};
 use crate::passthrough::{self, Passthrough};
 use crate::rewrite::{self, Returned};
 use crate::sockaddr::{FAMILY_LEN, SockAddr};
+use ttm_cidr::Cidr;
 
 interpose! {
     /// accept(2), with the real client in `*addr`.

@@ -17,7 +17,6 @@
 //! - [`backend`]: where the real client comes from (bpf map, getsockopt)
 //! - [`bpf`]: the bpf(2) calls behind the `bpf` backend
 //! - [`config`]: the environment, read once
-//! - [`cidr`]: `TTM_TRUSTED` prefixes
 //! - [`log`]: async-signal-safe one-line logging to stderr
 //! - [`capi`]: `ttm_get_peer` and friends
 //! - [`errno`]: keeping the caller's errno intact
@@ -29,7 +28,6 @@
 pub mod backend;
 pub mod bpf;
 pub mod capi;
-pub mod cidr;
 pub mod config;
 pub mod errno;
 pub mod hooks;

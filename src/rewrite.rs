@@ -21,9 +21,9 @@ use core::net::SocketAddr;
 
 use libc::{AF_INET, AF_INET6, socklen_t};
 
-use crate::cidr::Cidr;
 use crate::passthrough::Passthrough;
 use crate::sockaddr::{SIN_LEN, SIN6_LEN, SockAddr};
+use ttm_cidr::Cidr;
 
 /// Programs known to drop a connection whose accepted address is wider
 /// than their listener's family, matched against the process's names

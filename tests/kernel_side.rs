@@ -469,7 +469,8 @@ fn options_from_untrusted_sources_are_ignored() {
     let topo = Topology::new();
     let trust4 = format!("{}/32", topo.client_v4());
     let trust6 = format!("{}/128", topo.client_v6());
-    let ks = KernelSide::load(&topo, &["--trust", &trust4, "--trust", &trust6]);
+    // One list, comma-separated, as TRUST= and TTM_TRUSTED take it.
+    let ks = KernelSide::load(&topo, &["--trust", &format!("{trust4},{trust6}")]);
     let status = ks.status();
     let mut trusted: Vec<&str> = status["trusted"]
         .as_array()
@@ -490,6 +491,37 @@ fn options_from_untrusted_sources_are_ignored() {
         let rec = ask(&topo, &server, &dst, &["--source", &untrusted_src]);
         assert_untouched(&rec, &untrusted_seen);
     }
+    assert_counters(
+        &ks,
+        &[
+            ("found_v4", 2),
+            ("untrusted", 2),
+            ("getsockopt_ttm", 2),
+            ("getsockopt_error", 2),
+            ("rewrite6", 4),
+        ],
+    );
+}
+
+/// `::/0` trusts every IPv6 source, and no IPv4 one: IPv4 lives in the
+/// trie as ::ffff:a.b.c.d, but an IPv6 prefix only covers it when written
+/// inside ::ffff:0:0/96.
+#[test]
+fn an_ipv6_trust_prefix_does_not_cover_ipv4_sources() {
+    let topo = Topology::new();
+    let ks = KernelSide::load(&topo, &["--trust", "::/0"]);
+    assert_eq!(ks.status()["trusted"], json!(["::/0"]));
+    let _lb = LbEmulator::start(&topo, &["--client", &format!("{CLAIM4}:{CLAIM_PORT}")]);
+    let server = server_for(&topo, &ks, "dual");
+    let [v4, v6] = topo.trust_cases();
+    for src in [&v6.1, &v6.2] {
+        let rec = ask(&topo, &server, &v6.0, &["--source", src]);
+        assert_eq!(rec["reply"]["ttm"], ttm_answer(CLAIM4, CLAIM_PORT), "{rec}");
+    }
+    let rec = ask(&topo, &server, &v4.0, &["--source", &v4.1]);
+    assert_untouched(&rec, &format!("::ffff:{}", v4.1));
+    let rec = ask(&topo, &server, &v4.0, &["--source", &v4.2]);
+    assert_untouched(&rec, &v4.3);
     assert_counters(
         &ks,
         &[

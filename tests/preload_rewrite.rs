@@ -377,8 +377,16 @@ fn trusted_list_spares_the_lookup_for_other_addresses() {
     // Returned addresses here are 127.0.0.1 / ::1. Outside TTM_TRUSTED
     // they stay whatever the backend says, so asking costs a syscall for
     // nothing; inside it (and without a list) every visible one is asked.
+    // `::/0` trusts every IPv6 address and no IPv4 one (ttm_cidr's rule);
+    // the list takes commas and/or spaces.
     for which in ["4", "6"] {
-        for (trusted, want_asked) in [(None, 1), (Some("10.0.0.0/8,2001:db8::/32"), 0)] {
+        let v6_only = i64::from(which == "6");
+        for (trusted, want_asked) in [
+            (None, 1),
+            (Some("10.0.0.0/8,2001:db8::/32"), 0),
+            (Some("127.0.0.0/8 ::1"), 1),
+            (Some("::/0"), v6_only),
+        ] {
             let env: Vec<(&str, &str)> = trusted.iter().map(|t| ("TTM_TRUSTED", *t)).collect();
             let out = with_fake(&["matrix", which], V4, &env);
             let full = if which == "4" { 16 } else { 28 };

@@ -102,6 +102,33 @@ fn bad_flag_values_are_refused_before_touching_the_kernel() {
         &["load", "--pin-dir", &pin, "--trust", "fd00::/129"],
         &["0..=128"],
     );
+    // A list names its bad entry; an empty one (an unset TRUST=) is refused.
+    expect_error(
+        &[
+            "load",
+            "--pin-dir",
+            &pin,
+            "--trust",
+            "10.0.0.0/24,10.1.0.0/33",
+        ],
+        &["\"10.1.0.0/33\"", "0..=32"],
+    );
+    expect_error(
+        &["load", "--pin-dir", &pin, "--trust", ""],
+        &["no trusted LB prefix", "any"],
+    );
+    expect_error(
+        &[
+            "load",
+            "--pin-dir",
+            &pin,
+            "--trust",
+            "any",
+            "--trust",
+            "10.0.0.0/8",
+        ],
+        &["contradict"],
+    );
     expect_error(
         &["load", "--pin-dir", &pin, "--format", "254/9"],
         &["254/8", "200/8"],

@@ -4,7 +4,6 @@
 mod abi;
 mod bpffs;
 mod cgroup;
-mod cidr;
 mod doctor;
 mod format;
 mod load;
@@ -16,6 +15,7 @@ mod programs;
 mod simulate;
 mod status;
 mod sys;
+mod trust;
 mod unload;
 
 use anyhow::Result;
@@ -50,9 +50,11 @@ enum Cmd {
         /// bpffs directory for pins; the peer map is <DIR>/ttm_peers
         #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
-        /// Honour options only from LB source addresses in CIDR (repeatable; IPv4 or IPv6)
-        #[arg(long = "trust", value_name = "CIDR", value_parser = cidr::Cidr::parse)]
-        trust: Vec<cidr::Cidr>,
+        /// Honour options only from these LB source prefixes: CIDRs separated by commas
+        /// and/or spaces (repeatable; IPv4 or IPv6), or `any` to honour every source.
+        /// An IPv6 prefix covers IPv4 sources only when written inside ::ffff:0:0/96
+        #[arg(long = "trust", value_name = "LIST", value_parser = trust::TrustArg::parse)]
+        trust: Vec<trust::TrustArg>,
         /// Option format to parse, as KIND/LEN: 254/8 254/20 253/20 253/8 200/8 (repeatable)
         /// [default: 254/8 254/20 253/20]
         #[arg(long = "format", value_name = "KIND/LEN", value_parser = format::parse)]
@@ -137,7 +139,7 @@ fn run(cli: Cli) -> Result<()> {
         } => load::run(load::LoadArgs {
             cgroup,
             pin_dir,
-            trust,
+            trust: trust::combine(trust)?,
             formats: if formats.is_empty() {
                 format::DEFAULT_MASK
             } else {
