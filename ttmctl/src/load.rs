@@ -61,7 +61,7 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         Some(dir) => cgroup::resolve(dir)?,
         None => cgroup::cgroup2_mount()?,
     };
-    let dir = bpffs::create_pin_dir(&args.pin_dir)?;
+    let (dir, _lock) = crate::lock::PinDirLock::create(&args.pin_dir)?;
     let reload = dir.join(ATTACHMENTS[0].link_pin).exists();
 
     let result = load_into(&mut args, &cg, &dir);

@@ -41,10 +41,10 @@ fn is_ttm_pin_dir(dir: &Path) -> bool {
 
 pub fn run(dir: &Path, what: &str) -> Result<()> {
     preflight::require_root(what)?;
-    if !dir.exists() {
+    let Some(_lock) = crate::lock::PinDirLock::existing(dir)? else {
         println!("ttm: nothing loaded at {}", dir.display());
         return Ok(());
-    }
+    };
     if !crate::bpffs::is_bpffs(dir) {
         bail!(
             "{} is not on a BPF filesystem; refusing to remove it",
