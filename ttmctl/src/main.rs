@@ -212,6 +212,25 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// clap's error text with every value it quotes from the command line
+/// escaped (clap strips ANSI sequences, not newlines or lone control
+/// bytes), then as any message of ours.
+fn clap_error(e: &clap::Error) -> String {
+    use clap::error::ContextValue;
+    let mut text = e.render().to_string();
+    for (_, v) in e.context() {
+        let values = match v {
+            ContextValue::String(s) => std::slice::from_ref(s),
+            ContextValue::Strings(v) => v.as_slice(),
+            _ => &[],
+        };
+        for s in values {
+            text = text.replace(s.as_str(), &escape::value(s));
+        }
+    }
+    escape::message(&text)
+}
+
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| {
         // clap's errors quote the offending value as given: escaped like
@@ -219,7 +238,7 @@ fn main() {
         if !e.use_stderr() {
             e.exit();
         }
-        eprint!("{}", escape::message(&e.render().to_string()));
+        eprint!("{}", clap_error(&e));
         std::process::exit(e.exit_code());
     });
     if let Err(e) = run(cli) {

@@ -258,6 +258,7 @@ fn attach_new(cg: &Path, dir: &Path, cfg: LbConfig) -> Result<()> {
 
 pub fn status(dir: &Path, as_json: bool) -> Result<()> {
     preflight::require_root("simulate status")?;
+    crate::bpffs::require_dir(dir)?;
     if !dir.join(pins::LB_LINK).exists() {
         if as_json {
             println!("{}", json!({ "running": false, "pin_dir": dir }));
