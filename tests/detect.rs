@@ -123,18 +123,44 @@ fn names_each_known_format_while_load_keeps_serving() {
         &["--family", "dual", "--map", map.to_str().unwrap()],
     );
     let lb_net = format!("198.18.{}.0/24", topo.n());
+    let lb_net6 = format!(
+        "{}/64",
+        std::net::Ipv6Addr::new(0xfd00, 0x7474, topo.n().into(), 0, 0, 0, 0, 0)
+    );
     let n = 3;
-    for (fmt, claim, ip) in [
-        ("254/8", format!("{CLAIM4}:{CLAIM_PORT}"), CLAIM4),
-        ("253/20", format!("[{CLAIM6}]:{CLAIM_PORT}"), CLAIM6),
-        ("200/8", format!("{CLAIM4}:{CLAIM_PORT}"), CLAIM4),
+    // (LB format, claim, claimed ip, over IPv6, the LB's source, its network)
+    for (fmt, claim, ip, v6, lb_src, net) in [
+        (
+            "254/8",
+            format!("{CLAIM4}:{CLAIM_PORT}"),
+            CLAIM4,
+            false,
+            topo.client_v4().to_string(),
+            &lb_net,
+        ),
+        (
+            "253/20",
+            format!("[{CLAIM6}]:{CLAIM_PORT}"),
+            CLAIM6,
+            true,
+            topo.client_v6().to_string(),
+            &lb_net6,
+        ),
+        (
+            "200/8",
+            format!("{CLAIM4}:{CLAIM_PORT}"),
+            CLAIM4,
+            false,
+            topo.client_v4().to_string(),
+            &lb_net,
+        ),
     ] {
         lb.set(&["--client", &claim, "--format", fmt]);
         let d = start_detect(&watch_args(&topo, &["--handshakes", "3"]));
         // The kernel side keeps answering while detect watches.
         let recs = connect(
             &topo.client().launch(),
-            &topo.server_v4().to_string(),
+            &topo.server_addr(v6).to_string(),
             server.port(),
             n,
             &[],
@@ -155,8 +181,8 @@ fn names_each_known_format_while_load_keeps_serving() {
         assert_eq!(v["cgroup"], json!(topo.server_cgroup().to_str().unwrap()));
         let s = &v["suggest"];
         assert_eq!(s["formats"], json!([fmt]), "{v:#}");
-        assert_eq!(s["trust"], json!([lb_net]), "{v:#}");
-        assert_eq!(s["args"], json!(["--format", fmt, "--trust", lb_net]));
+        assert_eq!(s["trust"], json!([net]), "{v:#}");
+        assert_eq!(s["args"], json!(["--format", fmt, "--trust", net]));
         assert_eq!(s["unsupported"], json!([]), "{v:#}");
         for packet in ["handshake", "to_listener"] {
             let r = row(&v, packet, fmt);
@@ -166,7 +192,7 @@ fn names_each_known_format_while_load_keeps_serving() {
             assert_eq!(r["claims"], json!([claim]), "{r:#}");
             assert_eq!(
                 r["sources"],
-                json!([{"addr": topo.client_v4().to_string(), "packets": n}]),
+                json!([{"addr": lb_src, "packets": n}]),
                 "{r:#}"
             );
             assert_eq!(r["ports"], json!([server.port()]), "{r:#}");
