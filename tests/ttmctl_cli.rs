@@ -608,6 +608,33 @@ fn wrong_kinds_of_path_are_named_for_what_they_are() {
         &["holds ttm's kernel side"],
     );
     assert_attached(cg.child("server"), &TTM_PROGRAMS, "after the refusals");
+    // Nor the kernel side with the emulator.
+    let lb = PinDir::new(&format!("ttm-cli-lb-{id}"));
+    let l = lb.path().to_str().unwrap();
+    let out = ttmctl(&[
+        "simulate",
+        "start",
+        "--cgroup",
+        c,
+        "--pin-dir",
+        l,
+        "--client",
+        "203.0.113.7:1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expect_one_line(
+        &["load", "--cgroup", c, "--pin-dir", l, "--trust", "any"],
+        &["holds the LB emulator"],
+    );
+    assert!(
+        ttmctl(&["simulate", "stop", "--pin-dir", l])
+            .status
+            .success()
+    );
     let out = ttmctl(&["unload", "--pin-dir", p]);
     assert!(out.status.success());
     assert_attached(cg.child("server"), &[], "after unload");
