@@ -5,6 +5,7 @@ mod abi;
 mod bpffs;
 mod cgroup;
 mod doctor;
+mod export;
 mod format;
 mod load;
 mod objects;
