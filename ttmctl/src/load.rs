@@ -76,6 +76,7 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         crate::unload::remove_pins(&dir);
     }
     result?;
+    crate::export::write_or_warn(&dir, &args.trust);
     if args.trust == Trust::Unset {
         eprintln!(
             "ttm: warning: no --trust: options are honoured from every source, so a client \

@@ -7,6 +7,7 @@ mod cgroup;
 mod detect;
 mod doctor;
 mod escape;
+mod export;
 mod format;
 mod load;
 mod lock;

@@ -41,7 +41,11 @@ fn is_ttm_pin_dir(dir: &Path) -> bool {
 
 pub fn run(dir: &Path, what: &str) -> Result<()> {
     preflight::require_root(what)?;
-    let Some(_lock) = crate::lock::PinDirLock::existing(dir)? else {
+    let lock = crate::lock::PinDirLock::existing(dir)?;
+    // First: without it libttm.so only looks up more, never trusts a
+    // list the kernel no longer applies.
+    crate::export::remove(dir);
+    let Some(_lock) = lock else {
         println!("ttm: nothing loaded at {}", dir.display());
         return Ok(());
     };
