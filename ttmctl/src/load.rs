@@ -61,7 +61,13 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         Some(dir) => cgroup::resolve(dir)?,
         None => cgroup::cgroup2_mount()?,
     };
-    let dir = bpffs::create_pin_dir(&args.pin_dir)?;
+    let (dir, _lock) = crate::lock::PinDirLock::create(&args.pin_dir)?;
+    if dir.join(pins::LB_LINK).exists() {
+        bail!(
+            "pin dir {} holds the LB emulator (ttmctl simulate); give ttm a directory of its own",
+            crate::escape::path(&dir)
+        );
+    }
     let reload = dir.join(ATTACHMENTS[0].link_pin).exists();
 
     let result = load_into(&mut args, &cg, &dir);
