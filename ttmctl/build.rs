@@ -18,18 +18,21 @@ use clap_mangen::roff::{Roff, roman};
 use sha2::{Digest, Sha256};
 
 // The CLI definition, shared with main.rs. It names its value parsers by
-// module: cidr and format are the real ones (plain std + anyhow); the
-// simulate module needs aya, so its two parsers stand in here with the
-// same types. Help and man pages never call a parser.
-#[allow(dead_code)]
-#[path = "src/cidr.rs"]
-mod cidr;
+// module: escape, format and trust are the real ones (std, anyhow and
+// ttm-cidr); the simulate module needs aya, so its two parsers stand in
+// here with the same types. Help and man pages never call a parser.
 #[allow(dead_code)]
 #[path = "src/cli.rs"]
 mod cli;
 #[allow(dead_code)]
+#[path = "src/escape.rs"]
+mod escape;
+#[allow(dead_code)]
 #[path = "src/format.rs"]
 mod format;
+#[allow(dead_code)]
+#[path = "src/trust.rs"]
+mod trust;
 mod simulate {
     /// Stand-in for `simulate::Claim`: the type clap stores, never parsed here.
     #[derive(Clone)]
@@ -50,7 +53,7 @@ mod simulate {
 /// string from `long_version()`.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-const OBJECTS: &[&str] = &["ttm", "ttm_lb"];
+const OBJECTS: &[&str] = &["ttm", "ttm_lb", "ttm_detect"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -90,7 +93,7 @@ fn build_bpf(bpf_dir: &Path, out: &Path) {
         other => panic!("no BPF build settings for target arch {other}"),
     };
 
-    for h in ["ttm.h", "parse.h"] {
+    for h in ["ttm.h", "parse.h", "ttm_detect.h"] {
         println!("cargo:rerun-if-changed={}", bpf_dir.join(h).display());
     }
     println!("cargo:rerun-if-env-changed=TTM_CLANG");

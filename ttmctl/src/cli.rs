@@ -1,13 +1,13 @@
 //! ttmctl's command line, in one place: main.rs parses it, and build.rs
 //! (which includes this file) renders the man pages and the shell
 //! completions from it, so they cannot drift from what ttmctl accepts.
-//! The value parsers are named by module (`cidr::`, `format::`,
-//! `simulate::`): build.rs provides those names too.
+//! The value parsers are named by module (`escape::`, `format::`,
+//! `simulate::`, `trust::`): build.rs provides those names too.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-use crate::{cidr, format, simulate};
+use crate::{escape, format, simulate, trust};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ttm";
 pub const DEFAULT_LB_PIN_DIR: &str = "/sys/fs/bpf/ttm-lb";
@@ -43,14 +43,16 @@ pub enum Cmd {
     /// the server directly can claim any address.
     Load {
         /// cgroup v2 directory whose sockets are served [default: the cgroup2 root]
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", value_parser = escape::path_arg)]
         cgroup: Option<PathBuf>,
         /// bpffs directory for pins; the peer map is <DIR>/ttm_peers
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
-        /// Honour options only from LB source addresses in CIDR (repeatable; IPv4 or IPv6)
-        #[arg(long = "trust", value_name = "CIDR", value_parser = cidr::Cidr::parse)]
-        trust: Vec<cidr::Cidr>,
+        /// Honour options only from these LB source prefixes: CIDRs separated by commas
+        /// and/or spaces (repeatable; IPv4 or IPv6), or `any` to honour every source.
+        /// An IPv6 prefix covers IPv4 sources only when written inside ::ffff:0:0/96
+        #[arg(long = "trust", value_name = "LIST", value_parser = trust::TrustArg::parse)]
+        trust: Vec<trust::TrustArg>,
         /// Option format to parse, as KIND/LEN: 254/8 254/20 253/20 253/8 200/8 (repeatable)
         /// [default: 254/8 254/20 253/20]
         #[arg(long = "format", value_name = "KIND/LEN", value_parser = format::parse)]
@@ -70,7 +72,7 @@ pub enum Cmd {
     /// Removes every pin ttmctl made in --pin-dir, which detaches every program. Nothing else
     /// is left attached or pinned.
     Unload {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
     },
     /// Where the kernel side is attached, its configuration and counters
@@ -80,7 +82,7 @@ pub enum Cmd {
     /// getsockopt_ttm getsockopt_nat64 getsockopt_error rewrite4 rewrite6, and for
     /// TCP_DEFER_ACCEPT listeners stashed stash_refused stash_failed from_stash stash_stale.
     Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
         /// Machine-readable output (stable field names)
         #[arg(long)]
@@ -93,6 +95,30 @@ pub enum Cmd {
     /// optname 1345), and runs the verifier on every program; each problem comes with what to
     /// do about it.
     Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find the LB's option format: watch the handshakes of a server's cgroup and
+    /// report the TCP options they carry, from where, and the --format and --trust
+    /// to load with. Attaches programs of its own beside a running `load`, gone on exit
+    Detect {
+        /// cgroup v2 directory where the server runs [default: --pid's cgroup, else the
+        /// one ttm is loaded on]; the root cgroup is watched only when named here
+        #[arg(long, value_name = "DIR", value_parser = escape::path_arg, conflicts_with = "pid")]
+        cgroup: Option<PathBuf>,
+        /// Watch the cgroup of this process, e.g. $(pidof -s nginx)
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
+        /// Where ttm is loaded; its cgroup is watched when neither --cgroup nor --pid is given
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
+        pin_dir: PathBuf,
+        /// Stop after N seconds
+        #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
+        seconds: u64,
+        /// Stop after M completed handshakes
+        #[arg(long, value_name = "M", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        handshakes: u64,
+        /// Machine-readable report (stable field names)
         #[arg(long)]
         json: bool,
     },
@@ -110,9 +136,9 @@ pub enum SimCmd {
     /// Attach the emulator to a client cgroup (again: change the option in place)
     Start {
         /// cgroup v2 directory of the client processes (never the root)
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", value_parser = escape::path_arg)]
         cgroup: PathBuf,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
         /// Claimed client: IP:PORT, [IPv6]:PORT, or IP (port = each connection's own source port)
         #[arg(long, value_name = "ADDR", value_parser = simulate::Claim::parse, required_unless_present = "raw", conflicts_with = "raw")]
@@ -120,19 +146,20 @@ pub enum SimCmd {
         /// Option format for --client as KIND/LEN [default: 254/8 for IPv4, 254/20 for IPv6]
         #[arg(long, value_name = "KIND/LEN", requires = "client")]
         format: Option<String>,
-        /// Raw option bytes in hex (kind, length byte, data), one bpf_store_hdr_opt
-        /// call each; repeat up to 4 times, e.g. to build malformed lists
+        /// Raw option bytes in hex (kind, length byte, data), written exactly as given
+        /// (then NOP-padded to 4 bytes); repeat up to 4 times. A last chunk of a lone
+        /// kind byte (`c9`) or length byte 1 (`c801`) builds a malformed list
         #[arg(long, value_name = "HEX", value_parser = simulate::parse_hex)]
         raw: Vec<Vec<u8>>,
     },
     /// Detach the emulator and remove its pins
     Stop {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
     },
     /// What the emulator is writing and has written
     Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
         #[arg(long)]
         json: bool,
@@ -158,7 +185,9 @@ Exit status:
 
 Files:
 /sys/fs/bpf/ttm/ is the default pin directory; the peer map is ttm_peers. \
-/etc/ttm/ttm.conf holds the options of ttm.service, the unit is \
+/run/ttm/ttm.json is the trust list of the kit pinned at /sys/fs/bpf/ttm, for libttm(7): \
+written by load, removed by unload, one file per pin directory named after it \
+(TTM_RUN_DIR moves it). /etc/ttm/ttm.conf holds the options of ttm.service, the unit is \
 /usr/lib/systemd/system/ttm.service (/lib/systemd/system on Debian 12).
 
 Examples:

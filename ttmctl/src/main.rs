@@ -4,11 +4,14 @@
 mod abi;
 mod bpffs;
 mod cgroup;
-mod cidr;
 mod cli;
+mod detect;
 mod doctor;
+mod escape;
+mod export;
 mod format;
 mod load;
+mod lock;
 mod objects;
 mod pinned;
 mod pinset;
@@ -17,12 +20,15 @@ mod programs;
 mod simulate;
 mod status;
 mod sys;
+mod trust;
 mod unload;
 
 use anyhow::Result;
 use clap::Parser;
 
 use cli::{Cli, Cmd, SimCmd};
+// simulate.rs names it in a message.
+pub use cli::DEFAULT_LB_PIN_DIR;
 
 /// `ttmctl --version`: the release, the commit it was built from and the
 /// SHA-256 of the embedded eBPF object, which tells two builds of the same
@@ -48,7 +54,7 @@ fn run(cli: Cli) -> Result<()> {
         } => load::run(load::LoadArgs {
             cgroup,
             pin_dir,
-            trust,
+            trust: trust::combine(trust)?,
             formats: if formats.is_empty() {
                 format::DEFAULT_MASK
             } else {
@@ -60,6 +66,21 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Unload { pin_dir } => unload::run(&pin_dir, "unload"),
         Cmd::Status { pin_dir, json } => status::run(&pin_dir, json),
         Cmd::Doctor { json } => doctor::run(json),
+        Cmd::Detect {
+            cgroup,
+            pid,
+            pin_dir,
+            seconds,
+            handshakes,
+            json,
+        } => detect::run(detect::Options {
+            cgroup,
+            pid,
+            pin_dir,
+            seconds,
+            handshakes,
+            json,
+        }),
         Cmd::Simulate(SimCmd::Start {
             cgroup,
             pin_dir,
@@ -78,9 +99,37 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// clap's error text with every value it quotes from the command line
+/// escaped (clap strips ANSI sequences, not newlines or lone control
+/// bytes), then as any message of ours.
+fn clap_error(e: &clap::Error) -> String {
+    use clap::error::ContextValue;
+    let mut text = e.render().to_string();
+    for (_, v) in e.context() {
+        let values = match v {
+            ContextValue::String(s) => std::slice::from_ref(s),
+            ContextValue::Strings(v) => v.as_slice(),
+            _ => &[],
+        };
+        for s in values {
+            text = text.replace(s.as_str(), &escape::value(s));
+        }
+    }
+    escape::message(&text)
+}
+
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("ttmctl: {e:#}");
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // clap's errors quote the offending value as given: escaped like
+        // every other message. Help and version go out as clap writes them.
+        if !e.use_stderr() {
+            e.exit();
+        }
+        eprint!("{}", clap_error(&e));
+        std::process::exit(e.exit_code());
+    });
+    if let Err(e) = run(cli) {
+        eprintln!("ttmctl: {}", escape::message(&format!("{e:#}")));
         std::process::exit(1);
     }
 }
