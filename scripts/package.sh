@@ -101,7 +101,7 @@ export PATH=$TOOLS/venv/bin:$PATH
 
 # --- cargo-about, once per machine: it compiles for a few minutes, and
 # CI runs in a fresh clone, so it lives outside the target dir.
-ABOUT_ROOT=${TTM_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/ttm-tools}/cargo-about-$CARGO_ABOUT_VERSION
+ABOUT_ROOT=${TTM_TOOLS:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/ttm-tools}/cargo-about-$CARGO_ABOUT_VERSION
 CARGO_ABOUT=$ABOUT_ROOT/bin/cargo-about
 if [ ! -x "$CARGO_ABOUT" ]; then
   say "building cargo-about $CARGO_ABOUT_VERSION into $ABOUT_ROOT (once per machine)"

@@ -945,11 +945,13 @@ fn man_pages_are_generated_and_cover_every_option_and_variable() {
         let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();
         args.push("--help");
         let help = run_ok(Command::new(&ttmctl).args(&args));
+        // The option lines of --help: "  -h, --help" / "      --pin-dir <DIR>".
         let opts: Vec<&str> = help
-            .split_whitespace()
-            .filter(|w| w.starts_with("--"))
-            .map(|w| w.trim_end_matches([',', '.', ']', ')']))
-            .map(|w| w.split(['=', '[']).next().unwrap_or(w))
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with('-'))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+            .map(|w| w.trim_end_matches(','))
             .collect();
         assert!(!opts.is_empty(), "ttmctl {cmd:?} --help shows no option");
         for opt in opts {
