@@ -2,11 +2,14 @@
 //! emulate a full-NAT load balancer for tests.
 
 mod abi;
+mod atomic_file;
 mod bpffs;
 mod cgroup;
+mod counters;
 mod doctor;
 mod format;
 mod load;
+mod metrics;
 mod objects;
 mod pinned;
 mod pinset;
@@ -74,13 +77,23 @@ enum Cmd {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
-    /// Where the kernel side is attached, its configuration and counters
+    /// Whether every program is attached to a live cgroup, the configuration and
+    /// counters. Exit code: 0 ok, 1 error, 2 degraded (a program detached, its
+    /// cgroup removed), 3 not loaded
     Status {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
-        /// Machine-readable output (stable field names)
-        #[arg(long)]
+        /// Output format: text, json (schema-versioned, stable field names) or
+        /// prometheus (text exposition format, e.g. for node_exporter's textfile collector)
+        #[arg(long, value_enum, default_value = "text")]
+        format: status::Format,
+        /// Same as --format json
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Write the report to FILE instead of stdout, atomically (temporary file and
+        /// rename: a reader never sees half of it)
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Check kernel, cgroup v2, bpffs, privileges and conflicting modules
     Doctor {
@@ -149,7 +162,16 @@ fn run(cli: Cli) -> Result<()> {
             defer_accept: !no_defer_accept,
         }),
         Cmd::Unload { pin_dir } => unload::run(&pin_dir, "unload"),
-        Cmd::Status { pin_dir, json } => status::run(&pin_dir, json),
+        Cmd::Status {
+            pin_dir,
+            format,
+            json,
+            output,
+        } => {
+            let format = if json { status::Format::Json } else { format };
+            let code = status::run(&pin_dir, format, output.as_deref())?;
+            std::process::exit(code)
+        }
         Cmd::Doctor { json } => doctor::run(json),
         Cmd::Simulate(SimCmd::Start {
             cgroup,
@@ -170,7 +192,13 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    // Bad arguments exit 1 like every other error (clap's own is 2, which
+    // `status` uses for "degraded"); --help and --version exit 0.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 1 } else { 0 })
+    });
+    if let Err(e) = run(cli) {
         eprintln!("ttmctl: {e:#}");
         std::process::exit(1);
     }
