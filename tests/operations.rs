@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use harness::cgroup::ChildCgroup;
 use harness::process::run_to_end;
-use harness::ttmctl::{counter_of, ttmctl};
+use harness::ttmctl::{counter_of, status_exit, ttmctl};
 use harness::{KernelSide, Launch, LbEmulator, Topology, connect, echo_server, ttmctl_path};
 use serde_json::{Value, json};
 
@@ -556,4 +556,138 @@ fn status_warns_when_options_are_trusted_from_every_source() {
     // And load itself says it on stderr when --trust is missing.
     let out = ks.try_reload(&[]);
     assert!(out.stderr.contains("no --trust"), "{out:?}");
+}
+
+/// packaging/ttm-service as ttm.service and ttm-check.service run it,
+/// with the ttmctl under test and a ttm.conf of the test's own.
+struct Service {
+    conf: std::path::PathBuf,
+}
+
+impl Service {
+    fn new(dir: &Path, conf: &str) -> Service {
+        let path = dir.join("ttm.conf");
+        fs::write(&path, conf).unwrap();
+        Service { conf: path }
+    }
+
+    fn run(&self, cmd: &str) -> harness::Finished {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/ttm-service");
+        run_to_end(
+            Command::new(script)
+                .arg(cmd)
+                .env("TTM_SERVICE_CONF", &self.conf)
+                .env("TTMCTL", ttmctl_path()),
+            Duration::from_secs(120),
+        )
+    }
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(what: &str) -> Scratch {
+        let (id, _) = harness::unique_id();
+        let p = std::env::temp_dir().join(format!("ttm-ops-{what}-{id}"));
+        fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Restart of the service whose own cgroup ttm.conf names: the timer's
+/// check sees status degraded, loads again, and the new cgroup is served.
+/// Also what the service does with an empty TRUST and with TRUST=any.
+#[test]
+fn the_service_check_writes_metrics_and_heals_a_restarted_service_cgroup() {
+    let topo = Topology::new();
+    let app = ChildCgroup::create(topo.server_cgroup(), "app.service");
+    let (id, _) = harness::unique_id();
+    let pin = harness::bpffs::PinDir::new(&format!("ttm-svc-{id}"));
+    let scratch = Scratch::new("svc");
+    let textfile = scratch.0.join("node-exporter");
+    fs::create_dir(&textfile).unwrap();
+    let metrics = textfile.join("ttm.prom");
+    let conf = |trust: &str| {
+        format!(
+            "TRUST=\"{trust}\"\nCGROUP=\"{}\"\nPIN_DIR=\"{}\"\nMETRICS_FILE=\"{}\"\n",
+            app.path().display(),
+            pin.path().display(),
+            metrics.display()
+        )
+    };
+
+    // Secure by default: no TRUST, no start.
+    let svc = Service::new(&scratch.0, &conf(""));
+    let out = svc.run("start");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("TRUST is empty"), "{out:?}");
+    assert!(!pin.path().exists(), "refused, yet something was pinned");
+    // TRUST=any: on purpose, no warning.
+    let svc = Service::new(&scratch.0, &conf("any"));
+    let out = svc.run("start");
+    assert!(out.status.success(), "{out:?}");
+    assert!(!out.stderr.contains("no --trust"), "{out:?}");
+    assert_eq!(status_exit(pin.path()).1["trust"], "any");
+
+    let lb_prefix = format!("{}/32, {}/128", topo.client_v4(), topo.client_v6());
+    let svc = Service::new(&scratch.0, &conf(&lb_prefix));
+    let out = svc.run("start");
+    assert!(out.status.success(), "{out:?}");
+    // The load on a unit's own cgroup is warned about.
+    assert!(out.stderr.contains("systemd removes it"), "{out:?}");
+    let (code, st) = status_exit(pin.path());
+    assert_eq!((code, &st["trust"]), (0, &json!("enforced")), "{st:#}");
+    assert_eq!(st["trusted"].as_array().unwrap().len(), 2, "{st:#}");
+
+    let out = svc.run("check");
+    assert!(out.status.success(), "{out:?}");
+    let prom = fs::read_to_string(&metrics).expect("check wrote the metrics file");
+    assert!(prom.lines().any(|l| l == "ttm_degraded 0"), "{prom}");
+    assert_promtool_ok(&prom);
+
+    let _lb = LbEmulator::start(&topo, &["--client", &claim()]);
+    assert_eq!(
+        accept_seen_from(&topo, app.path()),
+        json!([CLAIM4, CLAIM_PORT])
+    );
+
+    // systemctl restart app: its cgroup is removed and made anew.
+    app.recreate();
+    assert_eq!(status_exit(pin.path()).0, 2);
+    let out = svc.run("check");
+    assert!(out.status.success(), "the check did not heal: {out:?}");
+    assert!(out.stderr.contains("loading again"), "{out:?}");
+    let (code, st) = status_exit(pin.path());
+    assert_eq!(code, 0, "{st:#}");
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert!(prom.lines().any(|l| l == "ttm_degraded 0"), "{prom}");
+    assert_eq!(
+        accept_seen_from(&topo, app.path()),
+        json!([CLAIM4, CLAIM_PORT])
+    );
+    // The counters went through the re-attach.
+    assert_eq!(counter_of(&st, "found_v4"), 1, "{st:#}");
+    assert_eq!(counter_of(&status_exit(pin.path()).1, "found_v4"), 2);
+
+    // Stopped for good: nothing to attach to; the check fails and the
+    // metrics say degraded.
+    app.remove().unwrap();
+    let out = svc.run("check");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("no such directory"), "{out:?}");
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert!(prom.lines().any(|l| l == "ttm_degraded 1"), "{prom}");
+
+    let out = svc.run("stop");
+    assert!(out.status.success(), "{out:?}");
+    assert!(!pin.path().exists());
+    let out = svc.run("check");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
 }
