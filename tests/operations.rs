@@ -51,7 +51,7 @@ fn programs(st: &Value) -> &Vec<Value> {
     st["programs"].as_array().expect("programs array")
 }
 
-fn wanted<'a>(st: &'a Value) -> impl Iterator<Item = &'a Value> {
+fn wanted(st: &Value) -> impl Iterator<Item = &Value> {
     programs(st).iter().filter(|p| p["state"] != "off")
 }
 
