@@ -86,11 +86,7 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
     }
     result?;
     if args.trust == Trust::Unset {
-        eprintln!(
-            "ttm: warning: no --trust: options are honoured from every source, so a client \
-             that reaches the server directly can claim any address; pass --trust with the \
-             LB's source prefixes (or --trust any to accept this)"
-        );
+        eprintln!("ttm: warning: {}", crate::trust::UNSET_WARNING);
     }
     println!(
         "ttm: {} at {} (pins in {}), formats {}, {}{}{}",

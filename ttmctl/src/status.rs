@@ -162,10 +162,6 @@ impl Config {
     }
 }
 
-pub const NO_TRUST_WARNING: &str = "no --trust: options are honoured from every source, so a \
-    client that reaches the server directly can claim any address; load with --trust and the \
-    LB's source prefixes (or --trust any to accept this)";
-
 pub struct Status {
     pub pin_dir: PathBuf,
     pub loaded: bool,
@@ -299,7 +295,7 @@ pub fn collect(dir: &Path) -> Status {
         .as_ref()
         .is_some_and(|c| c.trust() == TrustMode::Unset)
     {
-        st.warnings.push(NO_TRUST_WARNING.into());
+        st.warnings.push(crate::trust::UNSET_WARNING.into());
     }
     if let Some(unit) = st.cgroup().and_then(cgroup::removed_on_restart) {
         st.warnings.push(format!(
