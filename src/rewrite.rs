@@ -14,8 +14,9 @@
 //! `auto` widens except in the programs of [`NO_WIDENING`].
 //!
 //! An answer that already names the client (the eBPF kit's getpeername
-//! programs rewrite in the kernel) is left alone; with TTM_TRUSTED set, only
-//! answers whose LB-side address is trusted are rewritten.
+//! programs rewrite in the kernel) is left alone; with a trust list
+//! (TTM_TRUSTED, or the one `ttmctl load --trust` exported), only answers
+//! whose LB-side address is trusted are rewritten.
 
 use core::net::SocketAddr;
 

@@ -235,11 +235,18 @@ fn counters_add_up() {
     for (which, client) in [("4", V6), ("dual", V4)] {
         let out = with_fake(&["matrix", which], client, &[("PROBE_STATS", "1")]);
         let lines = parse_lines(&out);
-        let s = stats(&out);
+        let mut s = stats(&out);
+        let lookups = s.remove("lookups").expect("a lookups counter");
         assert_eq!(
             s.values().sum::<u64>(),
             lines.len() as u64,
             "every call counted once: {s:?}"
+        );
+        // The fake module counts the questions it was asked, too.
+        assert_eq!(
+            lookups as i64,
+            lines.last().unwrap().lookups,
+            "ttm_stat's lookups and the backend's count agree"
         );
         let rewritten = lines
             .iter()

@@ -85,6 +85,7 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         crate::unload::remove_pins(&dir);
     }
     result?;
+    crate::export::write_or_warn(&dir, &args.trust);
     if args.trust == Trust::Unset {
         eprintln!("ttm: warning: {}", crate::trust::UNSET_WARNING);
     }

@@ -7,6 +7,7 @@ mod bpffs;
 mod cgroup;
 mod counters;
 mod doctor;
+mod export;
 mod format;
 mod load;
 mod metrics;

@@ -42,6 +42,9 @@ fn is_ttm_pin_dir(dir: &Path) -> bool {
 
 pub fn run(dir: &Path, what: &str) -> Result<()> {
     preflight::require_root(what)?;
+    // First: without it libttm.so only looks up more, never trusts a
+    // list the kernel no longer applies.
+    crate::export::remove(dir);
     if !dir.exists() {
         println!("ttm: nothing loaded at {}", dir.display());
         return Ok(());
