@@ -583,6 +583,14 @@ impl Service {
     }
 }
 
+impl Drop for Service {
+    /// `ttm-service stop` (a no-op when nothing is loaded): unloads, the
+    /// trust list export included, also when the test failed half-way.
+    fn drop(&mut self) {
+        let _ = self.run("stop");
+    }
+}
+
 /// A scratch directory, removed on drop.
 struct Scratch(std::path::PathBuf);
 
