@@ -87,16 +87,27 @@ pub fn attached_names(cgroup: &Path) -> Vec<String> {
 /// `pin_dirs` exists: what a test checks after `ttmctl unload` / `simulate
 /// stop`, before the topology (and so the cgroup) goes away.
 pub fn assert_nothing_left(cgroup: &Path, pin_dirs: &[&Path]) {
-    let progs = attached(cgroup);
-    let progs: Vec<&Value> = progs
-        .iter()
-        .filter(|c| c["programs"].as_array().is_some_and(|p| !p.is_empty()))
-        .collect();
-    assert!(
-        progs.is_empty(),
-        "programs still attached under {}: {progs:?}",
-        cgroup.display()
-    );
+    // Unlinking a link's pin detaches it asynchronously: the kernel frees
+    // the bpffs inode after an RCU grace period and puts the link from a
+    // workqueue. On a busy machine that can outlast ttmctl's exit, so
+    // wait a little, but not forever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let all = attached(cgroup);
+        let progs: Vec<&Value> = all
+            .iter()
+            .filter(|c| c["programs"].as_array().is_some_and(|p| !p.is_empty()))
+            .collect();
+        if progs.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "programs still attached under {} 5 s after unload: {progs:?}",
+            cgroup.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for dir in pin_dirs {
         assert!(!dir.exists(), "pin dir {} left behind", dir.display());
     }
