@@ -86,15 +86,15 @@ pub fn attached_names(cgroup: &Path) -> Vec<String> {
 /// Asserts that nothing is attached at or below `cgroup` and that none of
 /// `pin_dirs` exists: what a test checks after `ttmctl unload` / `simulate
 /// stop`, before the topology (and so the cgroup) goes away.
+///
+/// The kernel detaches a link whose last pin went in a deferred work
+/// item, an instant after the unlink returned: a loaded machine can show
+/// it still attached for a moment, so this waits up to 5 s for it to go.
 pub fn assert_nothing_left(cgroup: &Path, pin_dirs: &[&Path]) {
-    // Unlinking a link's pin detaches it asynchronously: the kernel frees
-    // the bpffs inode after an RCU grace period and puts the link from a
-    // workqueue. On a busy machine that can outlast ttmctl's exit, so
-    // wait a little, but not forever.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let all = attached(cgroup);
-        let progs: Vec<&Value> = all
+        let progs = attached(cgroup);
+        let progs: Vec<&Value> = progs
             .iter()
             .filter(|c| c["programs"].as_array().is_some_and(|p| !p.is_empty()))
             .collect();
@@ -103,7 +103,7 @@ pub fn assert_nothing_left(cgroup: &Path, pin_dirs: &[&Path]) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "programs still attached under {} 5 s after unload: {progs:?}",
+            "programs still attached under {}: {progs:?}",
             cgroup.display()
         );
         std::thread::sleep(Duration::from_millis(50));

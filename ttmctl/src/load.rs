@@ -66,11 +66,17 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
             "ttm: warning: {} is the cgroup of {unit}: systemd removes it when {unit} stops or \
              restarts, and the programs attached to it go with it (`ttmctl status` then exits 2). \
              Attach to a parent that stays, such as {}, which serves every unit below it",
-            cg.display(),
-            cg.parent().unwrap_or(&cg).display()
+            crate::escape::path(&cg),
+            crate::escape::path(cg.parent().unwrap_or(&cg))
         );
     }
-    let dir = bpffs::create_pin_dir(&args.pin_dir)?;
+    let (dir, _lock) = crate::lock::PinDirLock::create(&args.pin_dir)?;
+    if dir.join(pins::LB_LINK).exists() {
+        bail!(
+            "pin dir {} holds the LB emulator (ttmctl simulate); give ttm a directory of its own",
+            crate::escape::path(&dir)
+        );
+    }
     let reload = dir.join(ATTACHMENTS[0].link_pin).exists();
 
     let set_aside = counters::set_aside_incompatible(&dir)?;

@@ -6,10 +6,13 @@ mod atomic_file;
 mod bpffs;
 mod cgroup;
 mod counters;
+mod detect;
 mod doctor;
+mod escape;
 mod export;
 mod format;
 mod load;
+mod lock;
 mod metrics;
 mod objects;
 mod pinned;
@@ -27,7 +30,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ttm";
-const DEFAULT_LB_PIN_DIR: &str = "/sys/fs/bpf/ttm-lb";
+pub const DEFAULT_LB_PIN_DIR: &str = "/sys/fs/bpf/ttm-lb";
 
 #[derive(Parser)]
 #[command(
@@ -49,10 +52,10 @@ enum Cmd {
     /// Load, attach and pin the kernel side (again: replace it, with no gap)
     Load {
         /// cgroup v2 directory whose sockets are served [default: the cgroup2 root]
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", value_parser = escape::path_arg)]
         cgroup: Option<PathBuf>,
         /// bpffs directory for pins; the peer map is <DIR>/ttm_peers
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
         /// Honour options only from these LB source prefixes: CIDRs separated by commas
         /// and/or spaces (repeatable; IPv4 or IPv6), or `any` to honour every source.
@@ -75,14 +78,14 @@ enum Cmd {
     },
     /// Detach and remove everything `load` pinned
     Unload {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
     },
     /// Whether every program is attached to a live cgroup, the configuration and
     /// counters. Exit code: 0 ok, 1 error, 2 degraded (a program detached, its
     /// cgroup removed), 3 not loaded
     Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
         /// Output format: text, json (schema-versioned, stable field names) or
         /// prometheus (text exposition format, e.g. for node_exporter's textfile collector)
@@ -93,11 +96,35 @@ enum Cmd {
         json: bool,
         /// Write the report to FILE instead of stdout, atomically (temporary file and
         /// rename: a reader never sees half of it)
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", value_parser = escape::path_arg)]
         output: Option<PathBuf>,
     },
     /// Check kernel, cgroup v2, bpffs, privileges and conflicting modules
     Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find the LB's option format: watch the handshakes of a server's cgroup and
+    /// report the TCP options they carry, from where, and the --format and --trust
+    /// to load with. Attaches programs of its own beside a running `load`, gone on exit
+    Detect {
+        /// cgroup v2 directory where the server runs [default: --pid's cgroup, else the
+        /// one ttm is loaded on]; the root cgroup is watched only when named here
+        #[arg(long, value_name = "DIR", value_parser = escape::path_arg, conflicts_with = "pid")]
+        cgroup: Option<PathBuf>,
+        /// Watch the cgroup of this process, e.g. $(pidof -s nginx)
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
+        /// Where ttm is loaded; its cgroup is watched when neither --cgroup nor --pid is given
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
+        pin_dir: PathBuf,
+        /// Stop after N seconds
+        #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
+        seconds: u64,
+        /// Stop after M completed handshakes
+        #[arg(long, value_name = "M", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        handshakes: u64,
+        /// Machine-readable report (stable field names)
         #[arg(long)]
         json: bool,
     },
@@ -112,9 +139,9 @@ enum SimCmd {
     /// Attach the emulator to a client cgroup (again: change the option in place)
     Start {
         /// cgroup v2 directory of the client processes (never the root)
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", value_parser = escape::path_arg)]
         cgroup: PathBuf,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
         /// Claimed client: IP:PORT, [IPv6]:PORT, or IP (port = each connection's own source port)
         #[arg(long, value_name = "ADDR", value_parser = simulate::Claim::parse, required_unless_present = "raw", conflicts_with = "raw")]
@@ -122,19 +149,20 @@ enum SimCmd {
         /// Option format for --client as KIND/LEN [default: 254/8 for IPv4, 254/20 for IPv6]
         #[arg(long, value_name = "KIND/LEN", requires = "client")]
         format: Option<String>,
-        /// Raw option bytes in hex (kind, length byte, data), one bpf_store_hdr_opt
-        /// call each; repeat up to 4 times, e.g. to build malformed lists
+        /// Raw option bytes in hex (kind, length byte, data), written exactly as given
+        /// (then NOP-padded to 4 bytes); repeat up to 4 times. A last chunk of a lone
+        /// kind byte (`c9`) or length byte 1 (`c801`) builds a malformed list
         #[arg(long, value_name = "HEX", value_parser = simulate::parse_hex)]
         raw: Vec<Vec<u8>>,
     },
     /// Detach the emulator and remove its pins
     Stop {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
     },
     /// What the emulator is writing and has written
     Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
         #[arg(long)]
         json: bool,
@@ -174,6 +202,21 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(code)
         }
         Cmd::Doctor { json } => doctor::run(json),
+        Cmd::Detect {
+            cgroup,
+            pid,
+            pin_dir,
+            seconds,
+            handshakes,
+            json,
+        } => detect::run(detect::Options {
+            cgroup,
+            pid,
+            pin_dir,
+            seconds,
+            handshakes,
+            json,
+        }),
         Cmd::Simulate(SimCmd::Start {
             cgroup,
             pin_dir,
@@ -192,15 +235,39 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// clap's error text with every value it quotes from the command line
+/// escaped (clap strips ANSI sequences, not newlines or lone control
+/// bytes), then as any message of ours.
+fn clap_error(e: &clap::Error) -> String {
+    use clap::error::ContextValue;
+    let mut text = e.render().to_string();
+    for (_, v) in e.context() {
+        let values = match v {
+            ContextValue::String(s) => std::slice::from_ref(s),
+            ContextValue::Strings(v) => v.as_slice(),
+            _ => &[],
+        };
+        for s in values {
+            text = text.replace(s.as_str(), &escape::value(s));
+        }
+    }
+    escape::message(&text)
+}
+
 fn main() {
-    // Bad arguments exit 1 like every other error (clap's own is 2, which
-    // `status` uses for "degraded"); --help and --version exit 0.
     let cli = Cli::try_parse().unwrap_or_else(|e| {
-        let _ = e.print();
-        std::process::exit(if e.use_stderr() { 1 } else { 0 })
+        // clap's errors quote the offending value as given: escaped like
+        // every other message. Help and version go out as clap writes them.
+        if !e.use_stderr() {
+            e.exit();
+        }
+        eprint!("{}", clap_error(&e));
+        // 1 like every other error: clap's own 2 is what `status` says
+        // for "degraded".
+        std::process::exit(1);
     });
     if let Err(e) = run(cli) {
-        eprintln!("ttmctl: {e:#}");
+        eprintln!("ttmctl: {}", escape::message(&format!("{e:#}")));
         std::process::exit(1);
     }
 }

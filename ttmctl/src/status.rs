@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::abi::{self, COUNTERS, TtmConfig, pins};
+use crate::escape;
 use crate::objects::{ATTACHMENTS, Attachment, Part};
 use crate::pinned::{self, LinkView};
 use crate::{atomic_file, cgroup, format, metrics};
@@ -231,6 +232,10 @@ pub fn collect(dir: &Path) -> Status {
         warnings: Vec::new(),
         errors: Vec::new(),
     };
+    if let Err(e) = crate::bpffs::require_dir(dir) {
+        st.errors.push(format!("{e:#}"));
+        return st;
+    }
     // Loaded: the configuration or any link is pinned. Which links ought
     // to be there is the configuration's to say.
     let mut pinned = Vec::new();
@@ -384,7 +389,7 @@ pub fn to_text(st: &Status) -> String {
         State::NotLoaded => {
             line(format!(
                 "ttm: not loaded (no pins in {})",
-                st.pin_dir.display()
+                escape::path(&st.pin_dir)
             ));
             return o;
         }
@@ -400,10 +405,10 @@ pub fn to_text(st: &Status) -> String {
         State::Error => line("ttm: state unknown (see errors)".into()),
     }
     for e in &st.errors {
-        line(format!("  error      {e}"));
+        line(format!("  error      {}", escape::value(e)));
     }
     for w in &st.warnings {
-        line(format!("  warning    {w}"));
+        line(format!("  warning    {}", escape::value(w)));
     }
     if !st.loaded {
         return o;
@@ -411,14 +416,12 @@ pub fn to_text(st: &Status) -> String {
     let dash = "?".to_string();
     line(format!(
         "  cgroup     {}",
-        st.cgroup()
-            .map(|p| p.display().to_string())
-            .unwrap_or(dash.clone())
+        st.cgroup().map(escape::path).unwrap_or(dash.clone())
     ));
-    line(format!("  pins       {}", st.pin_dir.display()));
+    line(format!("  pins       {}", escape::path(&st.pin_dir)));
     line(format!(
         "  peer map   {}",
-        st.pin_dir.join(pins::PEERS).display()
+        escape::path(&st.pin_dir.join(pins::PEERS))
     ));
     if let Some(c) = &st.config {
         line(format!(
@@ -463,8 +466,8 @@ pub fn to_text(st: &Status) -> String {
                 "attached to {}",
                 p.link
                     .as_ref()
-                    .and_then(|l| l.cgroup.as_ref())
-                    .map(|c| c.display().to_string())
+                    .and_then(|l| l.cgroup.as_deref())
+                    .map(escape::path)
                     .unwrap_or(dash.clone())
             ),
             Attach::CgroupRemoved => format!(
@@ -497,7 +500,7 @@ pub fn run(dir: &Path, fmt: Format, output: Option<&Path>) -> Result<i32> {
     };
     // The reasons for exit 1 also go to stderr, whatever the format.
     for e in &st.errors {
-        eprintln!("ttmctl: status: {e}");
+        eprintln!("ttmctl: status: {}", escape::message(e));
     }
     match output {
         Some(path) => atomic_file::write(path, text.as_bytes(), 0o644)?,
