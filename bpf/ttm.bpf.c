@@ -99,11 +99,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ttm_stash SEC(".maps");
 
+/* Pinned by name like ttm_peers, so a reload or an upgrade keeps the
+ * counts. Sized TTM_CNT_SLOTS, not TTM_CNT_MAX: a version that appends
+ * counters still finds the pinned map the right shape and reuses it. */
+_Static_assert(TTM_CNT_MAX <= TTM_CNT_SLOTS, "raise TTM_CNT_SLOTS (and the map is replaced once)");
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TTM_CNT_MAX);
+	__uint(max_entries, TTM_CNT_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ttm_counters SEC(".maps");
 
 static __always_inline void count(__u32 idx)

@@ -47,6 +47,8 @@ enum ttm_config_flags {
 	TTM_CFG_REWRITE = 1 << 1,
 	/* ttm_deferred attached: the parser may take a claim from ttm_stash. */
 	TTM_CFG_DEFER_ACCEPT = 1 << 2,
+	/* --trust any: every source on purpose (status gives no warning). */
+	TTM_CFG_TRUST_ANY = 1 << 3,
 };
 
 struct ttm_config {
@@ -86,6 +88,10 @@ struct ttm_stash {
 	__u32 ack_seq;
 };
 #define TTM_STASH_MAX 16384
+
+/* Slots of the pinned ttm_counters map: fixed, and more than enum
+ * ttm_counter uses, so the map outlives versions that add counters. */
+#define TTM_CNT_SLOTS 64
 
 /* One counter per outcome; ttmctl prints them by these names. */
 enum ttm_counter {

@@ -123,7 +123,9 @@ stage() {
     -e 's|@INCLUDEDIR@|${prefix}/include|' -e "s|@VERSION@|$VERSION|" \
     packaging/ttm.pc.in | grep -v '^#' >"$dest$libdir/pkgconfig/ttm.pc"
   install -D -m 0755 packaging/ttm-service "$dest/usr/libexec/ttm/ttm-service"
-  install -D -m 0644 packaging/systemd/ttm.service "$dest$unitdir/ttm.service"
+  for unit in ttm.service ttm-check.service ttm-check.timer; do
+    install -D -m 0644 "packaging/systemd/$unit" "$dest$unitdir/$unit"
+  done
   install -D -m 0644 packaging/ttm.conf "$dest/etc/ttm/ttm.conf"
   for page in packaging/man/ttmctl.8 packaging/man/libttm.7; do
     local sec=${page##*.}

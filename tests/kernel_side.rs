@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use harness::bpffs::{assert_nothing_left, attached_names};
-use harness::ttmctl::{counter_of, ttmctl_ok};
+use harness::ttmctl::counter_of;
 use harness::{
     HeldConnection, KernelSide, LbEmulator, Server, Topology, connect, echo_server, run_client,
 };
@@ -727,10 +727,11 @@ fn with_no_defer_accept_such_listeners_keep_the_lb_address() {
     assert!(ks.pin_dir().join("link_deferred").exists());
     let rec = ask(&topo, &server, &v4, &["--hello"]);
     assert_eq!(rec["reply"]["accept"], json!([CLAIM4, CLAIM_PORT]), "{rec}");
-    // Counters start afresh with each load.
+    // Counters are kept across the reload: the first connection's too.
     assert_counters(
         &ks,
         &[
+            ("no_option", 1),
             ("stashed", 1),
             ("from_stash", 1),
             ("found_v4", 1),
@@ -935,13 +936,8 @@ fn load_reload_unload_leave_nothing_behind() {
 
     ks.unload();
     assert_nothing_left(topo.server_cgroup(), &[&pin]);
-    let status: Value = serde_json::from_str(&ttmctl_ok(&[
-        "status",
-        "--json",
-        "--pin-dir",
-        pin.to_str().unwrap(),
-    ]))
-    .expect("status JSON");
+    let (code, status) = harness::ttmctl::status_exit(&pin);
+    assert_eq!(code, 3, "status after unload: not loaded; {status}");
     assert_eq!(status["loaded"], json!(false), "{status}");
     // The open connection is no longer answered by anything.
     let again = held.ask_again();

@@ -162,6 +162,8 @@ fn expected_deb_files() -> BTreeSet<String> {
     [
         "/etc/ttm/ttm.conf".to_owned(),
         "/lib/systemd/system/ttm.service".to_owned(),
+        "/lib/systemd/system/ttm-check.service".to_owned(),
+        "/lib/systemd/system/ttm-check.timer".to_owned(),
         "/usr/include/ttm.h".to_owned(),
         format!("{lib}/libttm.so.1"),
         format!("{lib}/libttm.so"),
@@ -403,6 +405,8 @@ fn rpm_contents_and_scriptlets() {
         "/etc/ttm/ttm.conf",
         "/usr/include/ttm.h",
         "/usr/lib/systemd/system/ttm.service",
+        "/usr/lib/systemd/system/ttm-check.service",
+        "/usr/lib/systemd/system/ttm-check.timer",
         "/usr/lib64/libttm.so",
         "/usr/lib64/libttm.so.1",
         "/usr/lib64/pkgconfig/ttm.pc",
@@ -478,11 +482,13 @@ fn unit_and_dropin_pass_systemd_analyze_verify() {
             unit,
         ]))
     };
-    let out = verify("/lib/systemd/system/ttm.service");
-    assert!(
-        out.status.success() && out.stdout.trim().is_empty() && out.stderr.trim().is_empty(),
-        "systemd-analyze verify ttm.service: {out:?}"
-    );
+    for unit in ["ttm.service", "ttm-check.service", "ttm-check.timer"] {
+        let out = verify(&format!("/lib/systemd/system/{unit}"));
+        assert!(
+            out.status.success() && out.stdout.trim().is_empty() && out.stderr.trim().is_empty(),
+            "systemd-analyze verify {unit}: {out:?}"
+        );
+    }
 
     // The checker does catch mistakes (so a pass above means something).
     let bad = tree.path().join("lib/systemd/system/ttm-broken.service");
@@ -611,10 +617,39 @@ fn service_wrapper_turns_the_config_into_one_ttmctl_command() {
         assert!(out.status.success(), "{conf}: {out:?}");
         out.stdout.trim().to_owned()
     };
-    // The shipped file: ttmctl's defaults, the default pin dir.
+    // The shipped file has no TRUST: the service refuses to start, says
+    // which file to edit and what to put there, and runs no ttmctl.
+    let shipped = fs::read_to_string(root().join("packaging/ttm.conf")).unwrap();
+    for conf in [shipped.clone(), "TRUST=\" , \"\n".into()] {
+        let refused = args_for(&conf);
+        assert_eq!(refused.status.code(), Some(1), "{conf}: {refused:?}");
+        assert!(
+            refused.stderr.contains("TRUST is empty")
+                && refused.stderr.contains("TRUST=any")
+                && refused.stderr.contains("ttm.conf"),
+            "{refused:?}"
+        );
+        let calls = dir.path().join("calls");
+        let stub = dir.path().join("ttmctl");
+        fs::write(
+            &stub,
+            format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
+        )
+        .unwrap();
+        fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
+        let start = run(Command::new(root().join("packaging/ttm-service"))
+            .arg("start")
+            .env("TTM_SERVICE_CONF", dir.path().join("ttm.conf"))
+            .env("TTMCTL", &stub));
+        assert_eq!(start.status.code(), Some(1), "{start:?}");
+        assert!(start.stderr.contains("not loading"), "{start:?}");
+        assert!(!calls.exists(), "ttmctl ran despite an empty TRUST");
+    }
+    // The list goes to ttmctl as one argument (its parser takes commas
+    // and spaces); `any` is passed as such.
     assert_eq!(
-        ok(&fs::read_to_string(root().join("packaging/ttm.conf")).unwrap()),
-        "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/ttm"
+        ok(&format!("{shipped}\nTRUST=any\n")),
+        "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/ttm --trust=any"
     );
     let cg2 = harness::cgroup::cgroup2_mount().display().to_string();
     assert_eq!(
@@ -624,19 +659,19 @@ fn service_wrapper_turns_the_config_into_one_ttmctl_command() {
         ),
         format!(
             "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/lb --cgroup {cg2}/system.slice \
-             --trust=10.0.0.0/24 --trust=2001:db8::/64 --format=254/8 --format=200/8 --no-rewrite \
+             '--trust=10.0.0.0/24  2001:db8::/64' --format=254/8 --format=200/8 --no-rewrite \
              --no-defer-accept"
         )
     );
     assert_eq!(
-        ok("CGROUP=/sys/fs/cgroup/x\nTRUST=*\nPIN_DIR=\n"),
-        "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/ttm --cgroup /sys/fs/cgroup/x --trust=*",
+        ok("CGROUP=/sys/fs/cgroup/x\nTRUST=10.0.0.0/8,*\nPIN_DIR=\n"),
+        "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/ttm --cgroup /sys/fs/cgroup/x '--trust=10.0.0.0/8,*'",
         "no globbing, empty PIN_DIR is the default"
     );
-    let bad = args_for("REWRITE=maybe\n");
+    let bad = args_for("TRUST=any\nREWRITE=maybe\n");
     assert!(!bad.status.success(), "{bad:?}");
     assert!(bad.stderr.contains("REWRITE must be yes or no"), "{bad:?}");
-    let bad = args_for("DEFER_ACCEPT=later\n");
+    let bad = args_for("TRUST=any\nDEFER_ACCEPT=later\n");
     assert!(!bad.status.success(), "{bad:?}");
     assert!(
         bad.stderr.contains("DEFER_ACCEPT must be yes or no"),
@@ -683,6 +718,7 @@ print(json.dumps(docs))
     assert_eq!(host_path("bpffs"), "/sys/fs/bpf");
     assert_eq!(host_path("cgroup2"), "/sys/fs/cgroup");
     assert_eq!(host_path("libttm"), "/var/lib/ttm");
+    assert_eq!(host_path("textfile"), "/var/lib/prometheus/node-exporter");
     let mounts = c["volumeMounts"].as_array().unwrap();
     let mount_of = |name: &str| {
         mounts
@@ -694,6 +730,12 @@ print(json.dumps(docs))
     };
     assert_eq!(mount_of("bpffs"), "/sys/fs/bpf");
     assert_eq!(mount_of("cgroup2"), "/host/cgroup");
+    assert_eq!(mount_of("textfile"), "/host/textfile");
+    // The readiness probe is status: not ready while degraded or unloaded.
+    assert_eq!(
+        c["readinessProbe"]["exec"]["command"],
+        serde_json::json!(["ttmctl", "status", "--pin-dir", "/sys/fs/bpf/ttm"])
+    );
 
     // The container's script, with the ConfigMap's variables and a
     // stand-in ttmctl; it must stay up until SIGTERM, then exit 0.
@@ -709,7 +751,13 @@ print(json.dumps(docs))
     let stub = dir.path().join("ttmctl");
     fs::write(
         &stub,
-        format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display()),
+        // The first status says "degraded" (exit 2): the script must load
+        // again.
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {log}\n\
+             if [ \"$1\" = status ] && ! [ -e {log}.once ]; then touch {log}.once; exit 2; fi\n",
+            log = log.display()
+        ),
     )
     .unwrap();
     fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
@@ -724,10 +772,10 @@ print(json.dumps(docs))
     let server = Server::interactive("daemonset script", sh);
     let _group = KillGroup(server.pid() as i32);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while fs::read_to_string(&log).unwrap_or_default().lines().count() < 2 {
+    while fs::read_to_string(&log).unwrap_or_default().lines().count() < 3 {
         assert!(
             std::time::Instant::now() < deadline,
-            "script ran no ttmctl load + status: {:?}",
+            "script ran no ttmctl load + status + load: {:?}",
             fs::read_to_string(&log)
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -745,7 +793,10 @@ print(json.dumps(docs))
     assert_eq!(
         fs::read_to_string(&log).unwrap(),
         "load --cgroup /host/cgroup/kubepods.slice --pin-dir /sys/fs/bpf/ttm \
-         --trust=10.0.0.0/24 --trust=2001:db8::/64\nstatus\n"
+         --trust 10.0.0.0/24 2001:db8::/64\n\
+         status --pin-dir /sys/fs/bpf/ttm --format prometheus --output /host/textfile/ttm.prom\n\
+         load --cgroup /host/cgroup/kubepods.slice --pin-dir /sys/fs/bpf/ttm \
+         --trust 10.0.0.0/24 2001:db8::/64\n"
     );
 }
 
@@ -1003,7 +1054,7 @@ fn install_load_preload_purge_leaves_nothing_behind() {
     assert_eq!(
         tool(wrapper.to_str().unwrap(), &["args"]).trim(),
         format!(
-            "/usr/sbin/ttmctl load --pin-dir {} --cgroup {} --trust={}/32 --trust={}/128 \
+            "/usr/sbin/ttmctl load --pin-dir {} --cgroup {} '--trust={}/32 {}/128' \
              --format=254/8 --format=254/20",
             pin.path().display(),
             topo.server_cgroup().display(),

@@ -2,8 +2,10 @@
 //! emulate a full-NAT load balancer for tests.
 
 mod abi;
+mod atomic_file;
 mod bpffs;
 mod cgroup;
+mod counters;
 mod detect;
 mod doctor;
 mod escape;
@@ -11,6 +13,7 @@ mod export;
 mod format;
 mod load;
 mod lock;
+mod metrics;
 mod objects;
 mod pinned;
 mod pinset;
@@ -78,13 +81,23 @@ enum Cmd {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
     },
-    /// Where the kernel side is attached, its configuration and counters
+    /// Whether every program is attached to a live cgroup, the configuration and
+    /// counters. Exit code: 0 ok, 1 error, 2 degraded (a program detached, its
+    /// cgroup removed), 3 not loaded
     Status {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
-        /// Machine-readable output (stable field names)
-        #[arg(long)]
+        /// Output format: text, json (schema-versioned, stable field names) or
+        /// prometheus (text exposition format, e.g. for node_exporter's textfile collector)
+        #[arg(long, value_enum, default_value = "text")]
+        format: status::Format,
+        /// Same as --format json
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Write the report to FILE instead of stdout, atomically (temporary file and
+        /// rename: a reader never sees half of it)
+        #[arg(long, value_name = "FILE", value_parser = escape::path_arg)]
+        output: Option<PathBuf>,
     },
     /// Check kernel, cgroup v2, bpffs, privileges and conflicting modules
     Doctor {
@@ -178,7 +191,16 @@ fn run(cli: Cli) -> Result<()> {
             defer_accept: !no_defer_accept,
         }),
         Cmd::Unload { pin_dir } => unload::run(&pin_dir, "unload"),
-        Cmd::Status { pin_dir, json } => status::run(&pin_dir, json),
+        Cmd::Status {
+            pin_dir,
+            format,
+            json,
+            output,
+        } => {
+            let format = if json { status::Format::Json } else { format };
+            let code = status::run(&pin_dir, format, output.as_deref())?;
+            std::process::exit(code)
+        }
         Cmd::Doctor { json } => doctor::run(json),
         Cmd::Detect {
             cgroup,
@@ -240,7 +262,9 @@ fn main() {
             e.exit();
         }
         eprint!("{}", clap_error(&e));
-        std::process::exit(e.exit_code());
+        // 1 like every other error: clap's own 2 is what `status` says
+        // for "degraded".
+        std::process::exit(1);
     });
     if let Err(e) = run(cli) {
         eprintln!("ttmctl: {}", escape::message(&format!("{e:#}")));

@@ -28,6 +28,7 @@ fn known_names() -> impl Iterator<Item = &'static str> {
         pins::CONFIG,
         pins::TRUSTED,
         pins::COUNTERS,
+        pins::COUNTERS_OLD,
         pins::PEERS,
         pins::STASH,
         pins::LB_CONFIG,
