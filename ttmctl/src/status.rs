@@ -102,9 +102,10 @@ pub fn run(dir: &Path, as_json: bool) -> Result<()> {
     println!(
         "  deferred   {}",
         if v["defer_accept"] == json!(true) {
-            "TCP_DEFER_ACCEPT listeners served (claim of the dropped third ACK kept)"
+            "claims of dropped third ACKs kept (TCP_DEFER_ACCEPT, full accept queue), \
+             Fast Open ACKs read"
         } else {
-            "off (--no-defer-accept: such listeners see the LB's address)"
+            "off (--no-defer-accept: those connections see the LB's address)"
         }
     );
     println!("  counters");

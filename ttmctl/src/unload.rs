@@ -30,6 +30,7 @@ fn known_names() -> impl Iterator<Item = &'static str> {
         pins::COUNTERS,
         pins::PEERS,
         pins::STASH,
+        pins::STASH_COOKIE,
         pins::LB_CONFIG,
         pins::LB_COUNTERS,
     ])
