@@ -121,6 +121,7 @@ gcc -O2 -Wall -o "$WORK/accept_server" bench/accept_server.c -ldl
 gcc -O2 -Wall -pthread -o "$WORK/connect_client" bench/connect_client.c
 ARCH_INC=/usr/include/$(gcc -dumpmachine)
 clang -O2 -g -target bpf -I"$ARCH_INC" -c bpf/bench_noop.bpf.c -o "$WORK/noop.bpf.o"
+clang -O2 -g -target bpf -I"$ARCH_INC" -c bpf/bench_noop_skb.bpf.c -o "$WORK/noop_skb.bpf.o"
 clang -O2 -g -target bpf -I"$ARCH_INC" -Ibpf -c bpf/bench_parts.bpf.c -o "$WORK/parts.bpf.o"
 clang -O2 -g -target bpf -I"$ARCH_INC" -c bpf/bench_count.bpf.c -o "$WORK/count.bpf.o"
 # tcp_v4_syn_recv_sock's argument count on this kernel (an fexit program's
@@ -144,7 +145,7 @@ bench_down() {
   if [ -n "$WATCHDOG" ]; then
     kill $(ps -o pid= --ppid "$WATCHDOG") "$WATCHDOG" 2>/dev/null
   fi
-  for p in "${ATTACHED[@]}"; do bpftool cgroup detach "$CG/server" sock_ops pinned "$p" 2>/dev/null; done
+  for p in "${ATTACHED[@]}"; do bpftool cgroup detach "$CG/server" "${p%%:*}" pinned "${p#*:}" 2>/dev/null; done
   topo_down
   [ -n "$XPIN" ] && rm -rf "$XPIN"
   # Stopped early (time limit, signal, error): still show what was measured.
@@ -367,10 +368,13 @@ if phase bpf; then
   bpftool prog load "$WORK/noop.bpf.o" "$XPIN/noop" type sockops
   bpftool prog loadall "$WORK/parts.bpf.o" "$XPIN/parts" type sockops
 fi
-attach() { bpftool cgroup attach "$CG/server" sock_ops pinned "$1" multi; ATTACHED+=("$1"); }
+attach() { # PIN [ATTACH_TYPE, default sock_ops]
+  local t=${2:-sock_ops}
+  bpftool cgroup attach "$CG/server" "$t" pinned "$1" multi; ATTACHED+=("$t:$1")
+}
 detach_all() {
   local p
-  for p in "${ATTACHED[@]}"; do bpftool cgroup detach "$CG/server" sock_ops pinned "$p"; done
+  for p in "${ATTACHED[@]}"; do bpftool cgroup detach "$CG/server" "${p%%:*}" pinned "${p#*:}"; done
   ATTACHED=()
 }
 stats() { # "name run_cnt run_time_ns" for every program of interest
@@ -381,7 +385,7 @@ for p in json.load(sys.stdin)["programs"]:
     print(p["name"], p.get("run_cnt") or 0, p.get("run_time_ns") or 0)'
   fi
   local p
-  for p in "$XPIN/noop" "$XPIN/parts/bench_parse_only" "$XPIN/parts/bench_storage_only"; do
+  for p in "$XPIN/noop" "$XPIN/parts/bench_parse_only" "$XPIN/parts/bench_storage_only" "$XPIN/noop_skb"; do
     [ -e "$p" ] || continue
     bpftool prog show pinned "$p" --json | "$PY" -c '
 import json, sys
@@ -586,7 +590,7 @@ iperf_run() {
   wait_exit "$spid" 15 || bad "iperf3 server ($mode) did not finish"
   bytes=$("$PY" -c 'import json, sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])' <<<"$res" 2>/dev/null) ||
     { bad "iperf3 client ($mode): $res"; return 1; }
-  IPERF_SEGS=$((segs1 - segs0))
+  IPERF_SEGS=$((segs1 - segs0)) IPERF_BYTES=$bytes
   IPERF_GBPS=$(awk -v b="$bytes" -v t="$ESTAB_SECS" 'BEGIN{printf "%.2f", b * 8 / t / 1e9}')
   IPERF_MS_GB=$(awk -v c=$((cpu1 - cpu0)) -v b="$bytes" 'BEGIN{printf "%.1f", c / 1000 / (b / 1e9)}')
 }
@@ -595,21 +599,30 @@ prog_delta() {
   awk -v p="$3" 'FNR == 1 {f++} $1 == p {c[f] += $2; t[f] += $3} END{print c[2] - c[1], t[2] - t[1]}' "$1" "$2"
 }
 # ttm_deferred's bpf_stats over one run of KIND (bulk: iperf3; keepalive:
-# nginx + wrk), per segment the server received.
+# nginx + wrk), per segment the server received, beside a do-nothing
+# cgroup_skb program on the same segments.
 deferred_pass() { # KIND
-  local kind=$1 segs0 segs1 runs ns
+  local kind=$1 segs0 segs1 runs ns nruns nns
   set_kernel 1
-  if [ "$kind" = keepalive ]; then nginx_start kernel || return; fi
+  [ -e "$XPIN/noop_skb" ] || bpftool prog load "$WORK/noop_skb.bpf.o" "$XPIN/noop_skb" type cgroup/skb
+  attach "$XPIN/noop_skb" ingress
+  if [ "$kind" = keepalive ]; then nginx_start kernel || { detach_all; return; }; fi
   stats >"$WORK/stats.before"; segs0=$(in_segs)
   sysctl -qw kernel.bpf_stats_enabled=1
   if [ "$kind" = keepalive ]; then wrk_run keepalive; else iperf_run kernel || true; fi
   sysctl -qw kernel.bpf_stats_enabled="$OLD_STATS"
   stats >"$WORK/stats.after"; segs1=$(in_segs)
-  [ "$kind" = keepalive ] && nginx_stop
+  if [ "$kind" = keepalive ]; then nginx_stop; fi
+  detach_all
   read -r runs ns < <(prog_delta "$WORK/stats.before" "$WORK/stats.after" ttm_deferred)
-  [ "${runs:-0}" -gt 0 ] || { bad "ttm_deferred did not run ($kind)"; return; }
+  read -r nruns nns < <(prog_delta "$WORK/stats.before" "$WORK/stats.after" noop_skb)
+  [ "${runs:-0}" -gt 0 ] && [ "${nruns:-0}" -gt 0 ] || { bad "ttm_deferred or the do-nothing program did not run ($kind)"; return; }
+  local reqs=0
+  [ "$kind" = keepalive ] && reqs=$(awk '/requests in/{print $1}' <<<"$WRK_OUT")
   rec perseg "$kind" ttm_deferred 0 "$(awk -v n="$ns" -v r="$runs" 'BEGIN{printf "%.1f", n / r}')" \
-    "runs=$runs segments=$((segs1 - segs0))"
+    "runs=$runs segments=$((segs1 - segs0)) requests=${reqs:-0}"
+  rec perseg "$kind" noop_skb 0 "$(awk -v n="$nns" -v r="$nruns" 'BEGIN{printf "%.1f", n / r}')" \
+    "runs=$nruns segments=$((segs1 - segs0))"
 }
 run_estab() {
   phase estab || return 0
@@ -618,7 +631,7 @@ run_estab() {
     say "established traffic, repetition $((rep + 1))/$REPS (one iperf3 stream, ${ESTAB_SECS}s per mode)"
     for mode in $(order "$rep" "${ESTAB_MODES[@]}"); do
       iperf_run "$mode" || continue
-      rec bulk gbps "$mode" "$rep" "$IPERF_GBPS" "segments=$IPERF_SEGS"
+      rec bulk gbps "$mode" "$rep" "$IPERF_GBPS" "segments=$IPERF_SEGS bytes=$IPERF_BYTES"
       rec bulkcpu gb "$mode" "$rep" "$IPERF_MS_GB"
     done
   done

@@ -187,9 +187,13 @@ fn bench_prints_every_row_with_sane_numbers() {
         }
     }
     for kind in ["one iperf3 stream", "nginx keep-alive (wrk)"] {
-        let r = find("ttm_deferred on established traffic", kind);
-        assert!(number(&r.median) > 0.0, "{r:?}");
-        assert!(r.notes.starts_with("runs/segment "), "{r:?}");
+        for prog in ["ttm_deferred", "do-nothing cgroup_skb"] {
+            let r = find("established traffic, per received segment", &format!("{kind}: {prog}"));
+            assert!(number(&r.median) > 0.0, "{r:?}");
+            assert!(r.notes.starts_with("runs/segment "), "{r:?}");
+        }
+        let r = find("estimated established-traffic capacity", kind);
+        assert!(number(&r.vs) > 0.0, "{r:?}");
     }
 
     // Per-connection design variants, side by side: each stored exactly
