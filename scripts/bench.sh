@@ -40,7 +40,7 @@
 # Prints ONE table (markdown) on stdout, from bench/report.py; progress goes
 # to stderr. Cleans up everything on any exit (topo_down, pins, sysctl).
 #
-#   scripts/bench.sh            full run, < 15 min
+#   scripts/bench.sh            full run, < 20 min
 #   QUICK=1 scripts/bench.sh    smoke run, ~2 min
 #
 # Knobs (environment; defaults full / QUICK):
@@ -61,7 +61,7 @@
 #   BENCH_NICE=0              nice value for servers and clients
 #   BENCH_CPUS=<last CPU>     taskset CPU list for servers and clients ("" = none)
 #   BENCH_KEEP=1              keep the work directory (raw results)
-#   BENCH_TIME_LIMIT=870/300  seconds; later repetitions are skipped past
+#   BENCH_TIME_LIMIT=1200/300 seconds; later repetitions are skipped past
 #                             90% of it, everything is killed at 100%
 #   BENCH_OUT=FILE            also write the table there
 #   TTMCTL=PATH LIBTTM=PATH   use these binaries (no cargo build)
@@ -84,7 +84,7 @@ MEM_CONNS=${BENCH_MEM_CONNS:-$(q 50000 5000)}
 MEM_REPS=${BENCH_MEM_REPS:-$(q 2 1)}
 HOOK_CONNS=${BENCH_HOOK_CONNS:-$(q 10 5)}
 HOOK_LOOPS=${BENCH_HOOK_LOOPS:-$(q 20000 5000)}
-LIMIT=${BENCH_TIME_LIMIT:-$(q 870 300)}
+LIMIT=${BENCH_TIME_LIMIT:-$(q 1200 300)}
 NICE=${BENCH_NICE:-0}
 # Servers and clients share one CPU: a connection's whole cost (both ends,
 # softirqs included) lands on it, with no cross-CPU wakeups (IPIs, costly

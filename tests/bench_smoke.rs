@@ -188,7 +188,10 @@ fn bench_prints_every_row_with_sane_numbers() {
     }
     for kind in ["one iperf3 stream", "nginx keep-alive (wrk)"] {
         for prog in ["ttm_deferred", "do-nothing cgroup_skb"] {
-            let r = find("established traffic, per received segment", &format!("{kind}: {prog}"));
+            let r = find(
+                "established traffic, per received segment",
+                &format!("{kind}: {prog}"),
+            );
             assert!(number(&r.median) > 0.0, "{r:?}");
             assert!(r.notes.starts_with("runs/segment "), "{r:?}");
         }
