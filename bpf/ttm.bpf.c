@@ -154,6 +154,15 @@ static __always_inline void count(__u32 idx)
 		*c += 1; /* per-CPU slot: no atomic needed */
 }
 
+/* Value 1: trusted. Value 0 keeps the IPv4 (v4-mapped) space out of an
+ * IPv6 prefix that covers it, e.g. --trust ::/0 (ttm_cidr::trie_entries). */
+static __always_inline int trusted_key(struct ttm_trust_key *key)
+{
+	__u8 *v = bpf_map_lookup_elem(&ttm_trusted, key);
+
+	return v && *v == 1;
+}
+
 /* Is the packet's source (the LB's address) in the trusted prefixes? */
 static __always_inline int trusted(struct bpf_sock_ops *skops)
 {
@@ -170,7 +179,7 @@ static __always_inline int trusted(struct bpf_sock_ops *skops)
 			       skops->remote_ip6[2], skops->remote_ip6[3] };
 		__builtin_memcpy(key.addr, a, 16);
 	}
-	return bpf_map_lookup_elem(&ttm_trusted, &key) != NULL;
+	return trusted_key(&key);
 }
 
 /* One 4-byte load of the sockops context at a constant offset. Plain C
@@ -338,7 +347,7 @@ static __always_inline int trusted_src(const __u32 src[4])
 	struct ttm_trust_key key = { .prefixlen = 128 };
 
 	__builtin_memcpy(key.addr, src, 16);
-	return bpf_map_lookup_elem(&ttm_trusted, &key) != NULL;
+	return trusted_key(&key);
 }
 
 /* A packet of a handshake as ttm_deferred reads it: the connection as the

@@ -413,18 +413,18 @@ fn malformed_option_lists_are_abandoned() {
     let v4 = topo.server_v4().to_string();
     let lb_seen = topo.client_v4().to_string();
 
-    // A length byte below 2 abandons the list, whatever follows (the
-    // kernel refuses to store anything after such an option itself, so
-    // the valid one never reaches the wire: store_failed counts it).
+    // A length byte below 2 abandons the list. (Nothing can follow it on
+    // the wire: the kernel refuses to store after an option it cannot
+    // walk, and `simulate` refuses to try.)
     let mut lb = LbEmulator::start(&topo, &["--raw", "c801"]);
     assert_untouched(&ask(&topo, &server, &v4, &[]), &lb_seen);
-    lb.set(&["--raw", "c801", "--raw", &valid]);
+    lb.set(&["--raw", "ca02", "--raw", "c801"]);
     assert_untouched(&ask(&topo, &server, &v4, &[]), &lb_seen);
-    assert_eq!(lb.stat("store_failed"), 1);
+    assert_eq!(lb.stat("store_failed"), 0);
     // An option cut off by the end of the header: 4 bytes fill the
     // reserved space exactly (beside the 12 of timestamps), so no NOP
-    // padding follows and kind 0xc9 is the header's last byte.
-    lb.set(&["--raw", "c803aa", "--raw", "c901"]);
+    // padding follows and the lone kind 0xc9 is the header's last byte.
+    lb.set(&["--raw", "c803aa", "--raw", "c9"]);
     assert_untouched(&ask(&topo, &server, &v4, &[]), &lb_seen);
     assert_counters(&ks, &[("malformed", 3)]);
 
@@ -474,7 +474,8 @@ fn options_from_untrusted_sources_are_ignored() {
     let topo = Topology::new();
     let trust4 = format!("{}/32", topo.client_v4());
     let trust6 = format!("{}/128", topo.client_v6());
-    let ks = KernelSide::load(&topo, &["--trust", &trust4, "--trust", &trust6]);
+    // One list, comma-separated, as TRUST= and TTM_TRUSTED take it.
+    let ks = KernelSide::load(&topo, &["--trust", &format!("{trust4},{trust6}")]);
     let status = ks.status();
     let mut trusted: Vec<&str> = status["trusted"]
         .as_array()
@@ -495,6 +496,37 @@ fn options_from_untrusted_sources_are_ignored() {
         let rec = ask(&topo, &server, &dst, &["--source", &untrusted_src]);
         assert_untouched(&rec, &untrusted_seen);
     }
+    assert_counters(
+        &ks,
+        &[
+            ("found_v4", 2),
+            ("untrusted", 2),
+            ("getsockopt_ttm", 2),
+            ("getsockopt_error", 2),
+            ("rewrite6", 4),
+        ],
+    );
+}
+
+/// `::/0` trusts every IPv6 source, and no IPv4 one: IPv4 lives in the
+/// trie as ::ffff:a.b.c.d, but an IPv6 prefix only covers it when written
+/// inside ::ffff:0:0/96.
+#[test]
+fn an_ipv6_trust_prefix_does_not_cover_ipv4_sources() {
+    let topo = Topology::new();
+    let ks = KernelSide::load(&topo, &["--trust", "::/0"]);
+    assert_eq!(ks.status()["trusted"], json!(["::/0"]));
+    let _lb = LbEmulator::start(&topo, &["--client", &format!("{CLAIM4}:{CLAIM_PORT}")]);
+    let server = server_for(&topo, &ks, "dual");
+    let [v4, v6] = topo.trust_cases();
+    for src in [&v6.1, &v6.2] {
+        let rec = ask(&topo, &server, &v6.0, &["--source", src]);
+        assert_eq!(rec["reply"]["ttm"], ttm_answer(CLAIM4, CLAIM_PORT), "{rec}");
+    }
+    let rec = ask(&topo, &server, &v4.0, &["--source", &v4.1]);
+    assert_untouched(&rec, &format!("::ffff:{}", v4.1));
+    let rec = ask(&topo, &server, &v4.0, &["--source", &v4.2]);
+    assert_untouched(&rec, &v4.3);
     assert_counters(
         &ks,
         &[

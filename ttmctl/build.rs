@@ -5,7 +5,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const OBJECTS: &[&str] = &["ttm", "ttm_lb"];
+const OBJECTS: &[&str] = &["ttm", "ttm_lb", "ttm_detect"];
 
 fn main() {
     let bpf_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../bpf");
@@ -17,7 +17,7 @@ fn main() {
         other => panic!("no BPF build settings for target arch {other}"),
     };
 
-    for h in ["ttm.h", "parse.h"] {
+    for h in ["ttm.h", "parse.h", "ttm_detect.h"] {
         println!("cargo:rerun-if-changed={}", bpf_dir.join(h).display());
     }
     println!("cargo:rerun-if-env-changed=TTM_CLANG");

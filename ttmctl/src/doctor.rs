@@ -222,6 +222,10 @@ fn try_verify(scratch: &Path) -> anyhow::Result<Vec<&'static str>> {
             ][..],
         ),
         (objects::TTM_LB, &["ttm_lb"][..]),
+        (
+            objects::TTM_DETECT,
+            &["ttm_detect_ops", "ttm_detect_ack"][..],
+        ),
     ] {
         let mut ebpf = programs::open(object, Some(scratch))?;
         for p in progs {

@@ -8,15 +8,15 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use crate::abi::{self, TtmConfig, pins};
-use crate::cidr::Cidr;
 use crate::objects::{ATTACHMENTS, Part, TTM};
 use crate::pinset::PinSet;
+use crate::trust::Trust;
 use crate::{bpffs, cgroup, preflight, programs};
 
 pub struct LoadArgs {
     pub cgroup: Option<PathBuf>,
     pub pin_dir: PathBuf,
-    pub trust: Vec<Cidr>,
+    pub trust: Trust,
     pub formats: u32,
     pub rewrite: bool,
     pub defer_accept: bool,
@@ -61,7 +61,13 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         Some(dir) => cgroup::resolve(dir)?,
         None => cgroup::cgroup2_mount()?,
     };
-    let dir = bpffs::create_pin_dir(&args.pin_dir)?;
+    let (dir, _lock) = crate::lock::PinDirLock::create(&args.pin_dir)?;
+    if dir.join(pins::LB_LINK).exists() {
+        bail!(
+            "pin dir {} holds the LB emulator (ttmctl simulate); give ttm a directory of its own",
+            crate::escape::path(&dir)
+        );
+    }
     let reload = dir.join(ATTACHMENTS[0].link_pin).exists();
 
     let result = load_into(&mut args, &cg, &dir);
@@ -70,6 +76,14 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         crate::unload::remove_pins(&dir);
     }
     result?;
+    crate::export::write_or_warn(&dir, &args.trust);
+    if args.trust == Trust::Unset {
+        eprintln!(
+            "ttm: warning: no --trust: options are honoured from every source, so a client \
+             that reaches the server directly can claim any address; pass --trust with the \
+             LB's source prefixes (or --trust any to accept this)"
+        );
+    }
     println!(
         "ttm: {} at {} (pins in {}), formats {}, {}{}{}",
         if reload { "reloaded" } else { "loaded" },
@@ -86,17 +100,16 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         } else {
             ", TCP_DEFER_ACCEPT listeners not served"
         },
-        if args.trust.is_empty() {
-            String::new()
-        } else {
-            format!(
+        match &args.trust {
+            Trust::Only(list) => format!(
                 ", options trusted only from {}",
-                args.trust
-                    .iter()
-                    .map(Cidr::to_string)
+                list.iter()
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(" ")
-            )
+            ),
+            Trust::Any => ", options trusted from any source (--trust any)".into(),
+            Trust::Unset => String::new(),
         }
     );
     Ok(())
@@ -129,7 +142,7 @@ fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     }
 
     let mut flags = 0;
-    if !args.trust.is_empty() {
+    if args.trust.enforced() {
         flags |= abi::CFG_TRUST_ENFORCED;
     }
     if args.rewrite {
@@ -152,9 +165,11 @@ fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     {
         let map = ebpf.map_mut(pins::TRUSTED).context("trusted map missing")?;
         let mut trie: LpmTrie<_, [u8; 16], u8> = LpmTrie::try_from(map)?;
-        for c in &args.trust {
-            let (len, bytes) = c.key();
-            trie.insert(&Key::new(len, bytes), 1, 0)
+        // Value 0 marks a prefix as not trusted (the IPv4 space under a
+        // covering IPv6 prefix); the programs check for 1.
+        for (c, value) in ttm_cidr::trie_entries(args.trust.prefixes()) {
+            let (len, bytes) = c.trie_key();
+            trie.insert(&Key::new(len, bytes), value, 0)
                 .with_context(|| format!("adding trusted prefix {c}"))?;
         }
     }

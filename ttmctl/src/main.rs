@@ -4,10 +4,13 @@
 mod abi;
 mod bpffs;
 mod cgroup;
-mod cidr;
+mod detect;
 mod doctor;
+mod escape;
+mod export;
 mod format;
 mod load;
+mod lock;
 mod objects;
 mod pinned;
 mod pinset;
@@ -16,6 +19,7 @@ mod programs;
 mod simulate;
 mod status;
 mod sys;
+mod trust;
 mod unload;
 
 use anyhow::Result;
@@ -23,7 +27,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ttm";
-const DEFAULT_LB_PIN_DIR: &str = "/sys/fs/bpf/ttm-lb";
+pub const DEFAULT_LB_PIN_DIR: &str = "/sys/fs/bpf/ttm-lb";
 
 #[derive(Parser)]
 #[command(
@@ -45,14 +49,16 @@ enum Cmd {
     /// Load, attach and pin the kernel side (again: replace it, with no gap)
     Load {
         /// cgroup v2 directory whose sockets are served [default: the cgroup2 root]
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", value_parser = escape::path_arg)]
         cgroup: Option<PathBuf>,
         /// bpffs directory for pins; the peer map is <DIR>/ttm_peers
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
-        /// Honour options only from LB source addresses in CIDR (repeatable; IPv4 or IPv6)
-        #[arg(long = "trust", value_name = "CIDR", value_parser = cidr::Cidr::parse)]
-        trust: Vec<cidr::Cidr>,
+        /// Honour options only from these LB source prefixes: CIDRs separated by commas
+        /// and/or spaces (repeatable; IPv4 or IPv6), or `any` to honour every source.
+        /// An IPv6 prefix covers IPv4 sources only when written inside ::ffff:0:0/96
+        #[arg(long = "trust", value_name = "LIST", value_parser = trust::TrustArg::parse)]
+        trust: Vec<trust::TrustArg>,
         /// Option format to parse, as KIND/LEN: 254/8 254/20 253/20 253/8 200/8 (repeatable)
         /// [default: 254/8 254/20 253/20]
         #[arg(long = "format", value_name = "KIND/LEN", value_parser = format::parse)]
@@ -71,12 +77,12 @@ enum Cmd {
     },
     /// Detach and remove everything `load` pinned
     Unload {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
     },
     /// Where the kernel side is attached, its configuration and counters
     Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
         /// Machine-readable output (stable field names)
         #[arg(long)]
@@ -84,6 +90,30 @@ enum Cmd {
     },
     /// Check kernel, cgroup v2, bpffs, privileges and conflicting modules
     Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find the LB's option format: watch the handshakes of a server's cgroup and
+    /// report the TCP options they carry, from where, and the --format and --trust
+    /// to load with. Attaches programs of its own beside a running `load`, gone on exit
+    Detect {
+        /// cgroup v2 directory where the server runs [default: --pid's cgroup, else the
+        /// one ttm is loaded on]; the root cgroup is watched only when named here
+        #[arg(long, value_name = "DIR", value_parser = escape::path_arg, conflicts_with = "pid")]
+        cgroup: Option<PathBuf>,
+        /// Watch the cgroup of this process, e.g. $(pidof -s nginx)
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
+        /// Where ttm is loaded; its cgroup is watched when neither --cgroup nor --pid is given
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
+        pin_dir: PathBuf,
+        /// Stop after N seconds
+        #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
+        seconds: u64,
+        /// Stop after M completed handshakes
+        #[arg(long, value_name = "M", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        handshakes: u64,
+        /// Machine-readable report (stable field names)
         #[arg(long)]
         json: bool,
     },
@@ -98,9 +128,9 @@ enum SimCmd {
     /// Attach the emulator to a client cgroup (again: change the option in place)
     Start {
         /// cgroup v2 directory of the client processes (never the root)
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", value_parser = escape::path_arg)]
         cgroup: PathBuf,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
         /// Claimed client: IP:PORT, [IPv6]:PORT, or IP (port = each connection's own source port)
         #[arg(long, value_name = "ADDR", value_parser = simulate::Claim::parse, required_unless_present = "raw", conflicts_with = "raw")]
@@ -108,19 +138,20 @@ enum SimCmd {
         /// Option format for --client as KIND/LEN [default: 254/8 for IPv4, 254/20 for IPv6]
         #[arg(long, value_name = "KIND/LEN", requires = "client")]
         format: Option<String>,
-        /// Raw option bytes in hex (kind, length byte, data), one bpf_store_hdr_opt
-        /// call each; repeat up to 4 times, e.g. to build malformed lists
+        /// Raw option bytes in hex (kind, length byte, data), written exactly as given
+        /// (then NOP-padded to 4 bytes); repeat up to 4 times. A last chunk of a lone
+        /// kind byte (`c9`) or length byte 1 (`c801`) builds a malformed list
         #[arg(long, value_name = "HEX", value_parser = simulate::parse_hex)]
         raw: Vec<Vec<u8>>,
     },
     /// Detach the emulator and remove its pins
     Stop {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
     },
     /// What the emulator is writing and has written
     Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
         #[arg(long)]
         json: bool,
@@ -139,7 +170,7 @@ fn run(cli: Cli) -> Result<()> {
         } => load::run(load::LoadArgs {
             cgroup,
             pin_dir,
-            trust,
+            trust: trust::combine(trust)?,
             formats: if formats.is_empty() {
                 format::DEFAULT_MASK
             } else {
@@ -151,6 +182,21 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Unload { pin_dir } => unload::run(&pin_dir, "unload"),
         Cmd::Status { pin_dir, json } => status::run(&pin_dir, json),
         Cmd::Doctor { json } => doctor::run(json),
+        Cmd::Detect {
+            cgroup,
+            pid,
+            pin_dir,
+            seconds,
+            handshakes,
+            json,
+        } => detect::run(detect::Options {
+            cgroup,
+            pid,
+            pin_dir,
+            seconds,
+            handshakes,
+            json,
+        }),
         Cmd::Simulate(SimCmd::Start {
             cgroup,
             pin_dir,
@@ -169,9 +215,37 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// clap's error text with every value it quotes from the command line
+/// escaped (clap strips ANSI sequences, not newlines or lone control
+/// bytes), then as any message of ours.
+fn clap_error(e: &clap::Error) -> String {
+    use clap::error::ContextValue;
+    let mut text = e.render().to_string();
+    for (_, v) in e.context() {
+        let values = match v {
+            ContextValue::String(s) => std::slice::from_ref(s),
+            ContextValue::Strings(v) => v.as_slice(),
+            _ => &[],
+        };
+        for s in values {
+            text = text.replace(s.as_str(), &escape::value(s));
+        }
+    }
+    escape::message(&text)
+}
+
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("ttmctl: {e:#}");
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // clap's errors quote the offending value as given: escaped like
+        // every other message. Help and version go out as clap writes them.
+        if !e.use_stderr() {
+            e.exit();
+        }
+        eprint!("{}", clap_error(&e));
+        std::process::exit(e.exit_code());
+    });
+    if let Err(e) = run(cli) {
+        eprintln!("ttmctl: {}", escape::message(&format!("{e:#}")));
         std::process::exit(1);
     }
 }

@@ -7,8 +7,8 @@ use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::{Array, Map, MapData, PerCpuArray};
 use std::path::{Path, PathBuf};
 
-use crate::cidr::Cidr;
 use crate::{cgroup, sys};
+use ttm_cidr::Cidr;
 
 fn open(dir: &Path, name: &str) -> Result<MapData> {
     let p = dir.join(name);
@@ -41,9 +41,16 @@ pub fn trusted(dir: &Path, name: &str) -> Result<Vec<Cidr>> {
     let mut out = Vec::new();
     for k in trie.keys() {
         let k = k?;
-        out.push(Cidr::from_key(k.prefix_len(), k.data()));
+        // Entries with value 0 only keep the IPv4 space out of a covering
+        // IPv6 prefix; they are not something the operator listed.
+        if trie.get(&k, 0)? == 0 {
+            continue;
+        }
+        if let Some(c) = Cidr::from_trie_key(k.prefix_len(), k.data()) {
+            out.push(c);
+        }
     }
-    out.sort_by_key(|c| (c.addr.is_ipv6(), c.addr, c.len));
+    out.sort_by_key(|c| (!c.is_v4(), *c));
     Ok(out)
 }
 

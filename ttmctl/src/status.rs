@@ -57,6 +57,7 @@ pub fn collect(dir: &Path) -> Result<Value> {
 
 pub fn run(dir: &Path, as_json: bool) -> Result<()> {
     crate::preflight::require_root("status")?;
+    crate::bpffs::require_dir(dir)?;
     let v = collect(dir)?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -42,10 +42,14 @@ fn is_ttm_pin_dir(dir: &Path) -> bool {
 
 pub fn run(dir: &Path, what: &str) -> Result<()> {
     preflight::require_root(what)?;
-    if !dir.exists() {
+    let lock = crate::lock::PinDirLock::existing(dir)?;
+    // First: without it libttm.so only looks up more, never trusts a
+    // list the kernel no longer applies.
+    crate::export::remove(dir);
+    let Some(_lock) = lock else {
         println!("ttm: nothing loaded at {}", dir.display());
         return Ok(());
-    }
+    };
     if !crate::bpffs::is_bpffs(dir) {
         bail!(
             "{} is not on a BPF filesystem; refusing to remove it",
