@@ -82,6 +82,10 @@ pub const COUNTERS: &[&str] = &[
     "stash_failed",
     "from_stash",
     "stash_stale",
+    "stash_unmatched",
+    "stash_cookie",
+    "fastopen",
+    "fastopen_claim",
 ];
 
 /// Counter slots of `ttm_lb_counters`, in `enum ttm_lb_counter` order.
@@ -91,6 +95,7 @@ pub const LB_COUNTERS: &[&str] = &["armed", "written", "reserve_failed", "store_
 pub mod pins {
     pub const PEERS: &str = "ttm_peers";
     pub const STASH: &str = "ttm_stash";
+    pub const STASH_COOKIE: &str = "ttm_stash_cookie";
     pub const CONFIG: &str = "ttm_config";
     pub const TRUSTED: &str = "ttm_trusted";
     pub const COUNTERS: &str = "ttm_counters";

@@ -69,10 +69,12 @@ enum Cmd {
         /// Do not rewrite accept()/getpeername() in-kernel; answer getsockopt and the map only
         #[arg(long)]
         no_rewrite: bool,
-        /// Do not serve listeners with TCP_DEFER_ACCEPT (httpd's default AcceptFilter,
-        /// nginx `deferred`, HAProxy `defer-accept`): skip the cgroup_skb program that
-        /// keeps the option of the third ACK, which such listeners drop, and runs for
-        /// every packet the cgroup's sockets receive
+        /// Skip the cgroup_skb program that reads the handshake packets the parser
+        /// cannot see, and runs for every packet the cgroup's sockets receive: the
+        /// third ACK that listeners with TCP_DEFER_ACCEPT (httpd's default
+        /// AcceptFilter, nginx `deferred`, HAProxy `defer-accept`) or with a full
+        /// accept queue drop, and the ACK of a TCP Fast Open handshake. Those
+        /// connections then see the LB's address
         #[arg(long)]
         no_defer_accept: bool,
     },

@@ -447,9 +447,10 @@ pub fn to_text(st: &Status) -> String {
         line(format!(
             "  deferred   {}",
             if c.flag(abi::CFG_DEFER_ACCEPT) {
-                "TCP_DEFER_ACCEPT listeners served (claim of the dropped third ACK kept)"
+                "claims of dropped third ACKs kept (TCP_DEFER_ACCEPT, full accept queue), \
+                 Fast Open ACKs read"
             } else {
-                "off (--no-defer-accept: such listeners see the LB's address)"
+                "off (--no-defer-accept: those connections see the LB's address)"
             }
         ));
     }

@@ -31,6 +31,7 @@ fn known_names() -> impl Iterator<Item = &'static str> {
         pins::COUNTERS_OLD,
         pins::PEERS,
         pins::STASH,
+        pins::STASH_COOKIE,
         pins::LB_CONFIG,
         pins::LB_COUNTERS,
     ])
