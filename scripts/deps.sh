@@ -35,3 +35,7 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
   systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
+# Only promtool is wanted from the prometheus package, not its server.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

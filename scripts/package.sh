@@ -201,7 +201,9 @@ stage() {
   install -D -m 0755 "$BIN/ttmctl" "$tools/usr/sbin/ttmctl"
   "$STRIP" --strip-unneeded --remove-section=.comment "$tools/usr/sbin/ttmctl"
   install -D -m 0755 packaging/ttm-service "$tools/usr/libexec/ttm/ttm-service"
-  install -D -m 0644 packaging/systemd/ttm.service "$tools$unitdir/ttm.service"
+  for unit in ttm.service ttm-check.service ttm-check.timer; do
+    install -D -m 0644 "packaging/systemd/$unit" "$tools$unitdir/$unit"
+  done
   install -D -m 0644 packaging/ttm.conf "$tools/etc/ttm/ttm.conf"
   for page in "$GEN"/man/ttmctl*.8; do
     install_man "$page" "$tools/usr/share/man/man8"

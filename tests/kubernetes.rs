@@ -1,16 +1,19 @@
 //! The Kubernetes manifests in packaging/kubernetes/, without a cluster:
 //! they parse and carry what docs/kubernetes.md relies on (Pod Security
-//! label, no service account token, no unload when a pod stops), and
-//! their container scripts run here as a kubelet would run them, with the
-//! real ttmctl on a test cgroup and pin directory: a rolling update
-//! (pods started and stopped in both orders) under a connection loop
-//! leaves no connection without its client, and the uninstall DaemonSet
-//! leaves nothing attached or pinned. Needs root.
+//! label, no service account token, no unload when a pod stops, status as
+//! the readiness probe, the textfile hostPath), and their container
+//! scripts run here as a kubelet would run them: with a stand-in ttmctl
+//! (the command lines, metrics, a re-load when status says degraded), and
+//! with the real ttmctl on a test cgroup and pin directory: a rolling
+//! update (pods started and stopped in both orders) under a connection
+//! loop leaves no connection without its client, and the uninstall
+//! DaemonSet leaves nothing attached or pinned. Needs root.
 
 mod harness;
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -34,6 +37,28 @@ fn manifest(name: &str) -> Vec<Value> {
     );
     let text = out.expect_success(&format!("parse {name}"));
     serde_json::from_str(text.trim()).expect("JSON")
+}
+
+/// A scratch directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        let (id, _) = harness::unique_id();
+        let p = std::env::temp_dir().join(format!("ttm-k8s-{what}-{id}"));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The first document of `kind` (and `name`, if given).
@@ -89,6 +114,7 @@ fn manifests_carry_what_the_docs_rely_on() {
     assert_eq!(host_path("bpffs"), "/sys/fs/bpf");
     assert_eq!(host_path("cgroup2"), "/sys/fs/cgroup");
     assert_eq!(host_path("libttm"), "/var/lib/ttm");
+    assert_eq!(host_path("textfile"), "/var/lib/prometheus/node-exporter");
     let mounts = c["volumeMounts"].as_array().unwrap();
     let mount_of = |name: &str| {
         mounts
@@ -100,6 +126,8 @@ fn manifests_carry_what_the_docs_rely_on() {
     };
     assert_eq!(mount_of("bpffs"), "/sys/fs/bpf");
     assert_eq!(mount_of("cgroup2"), "/host/cgroup");
+    assert_eq!(mount_of("textfile"), "/host/textfile");
+    // The readiness probe is status: not ready while degraded or unloaded.
     assert_eq!(
         c["readinessProbe"]["exec"]["command"],
         json!(["ttmctl", "status", "--pin-dir", "/sys/fs/bpf/ttm"])
@@ -111,6 +139,68 @@ fn manifests_carry_what_the_docs_rely_on() {
     let upod = &uds["spec"]["template"]["spec"];
     assert_eq!(upod["automountServiceAccountToken"], false);
     assert!(container_script(upod).contains("ttmctl unload"));
+}
+
+/// The DaemonSet's container script with the ConfigMap's variables and a
+/// stand-in ttmctl that records its arguments: it builds the right
+/// `ttmctl load`, writes the metrics with status, loads again when status
+/// says degraded (exit 2), and exits 0 on SIGTERM.
+#[test]
+fn daemonset_script_loads_writes_metrics_and_reloads_when_degraded() {
+    let docs = manifest("daemonset.yaml");
+    let script =
+        container_script(&doc(&docs, "DaemonSet", Some("ttm"))["spec"]["template"]["spec"]);
+    let config = &doc(&docs, "ConfigMap", Some("ttm-config"))["data"];
+    let dir = TempDir::new("stub");
+    let log = dir.path().join("calls");
+    let stub = dir.path().join("ttmctl");
+    std::fs::write(
+        &stub,
+        // The first status says "degraded" (exit 2): the script must load
+        // again.
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {log}\n\
+             if [ \"$1\" = status ] && ! [ -e {log}.once ]; then touch {log}.once; exit 2; fi\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut sh = Command::new("/bin/sh");
+    sh.args(["-c", &script])
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+        .env("TRUST", "10.0.0.0/24 2001:db8::/64")
+        .env("FORMATS", config["FORMATS"].as_str().unwrap())
+        .env("CGROUP", "kubepods.slice")
+        .process_group(0);
+    let pod = Pod {
+        server: Server::interactive("daemonset script", sh),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "script ran no ttmctl load + status + load: {:?}",
+            std::fs::read_to_string(&log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pod.wait_idle();
+    pod.stop();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "load --cgroup /host/cgroup/kubepods.slice --pin-dir /sys/fs/bpf/ttm \
+         --trust 10.0.0.0/24 2001:db8::/64\n\
+         status --pin-dir /sys/fs/bpf/ttm --format prometheus --output /host/textfile/ttm.prom\n\
+         load --cgroup /host/cgroup/kubepods.slice --pin-dir /sys/fs/bpf/ttm \
+         --trust 10.0.0.0/24 2001:db8::/64\n"
+    );
 }
 
 /// One pod of a manifest's DaemonSet: its container script run by /bin/sh
@@ -202,9 +292,11 @@ impl Drop for StopOnDrop<'_> {
 }
 
 /// The variables a pod of daemonset.yaml gets, pointed at the test's
-/// server cgroup and pin directory: CGROUP_ROOT stands for the node's
-/// cgroup2 mount (/host/cgroup in the pod), CGROUP is the ConfigMap's.
-fn pod_env(topo: &Topology, pin: &PinDir) -> Vec<(&'static str, String)> {
+/// server cgroup, pin directory and textfile directory: CGROUP_ROOT
+/// stands for the node's cgroup2 mount (/host/cgroup in the pod),
+/// TEXTFILE_DIR for node_exporter's (/host/textfile), CGROUP is the
+/// ConfigMap's.
+fn pod_env(topo: &Topology, pin: &PinDir, textfile: &Path) -> Vec<(&'static str, String)> {
     let mount = harness::cgroup::cgroup2_mount();
     let rel = topo
         .server_cgroup()
@@ -214,6 +306,7 @@ fn pod_env(topo: &Topology, pin: &PinDir) -> Vec<(&'static str, String)> {
         ("CGROUP_ROOT", mount.display().to_string()),
         ("CGROUP", rel.display().to_string()),
         ("PIN_DIR", pin.path().display().to_string()),
+        ("TEXTFILE_DIR", textfile.display().to_string()),
         ("TRUST", format!("{}/32", topo.client_v4())),
         ("FORMATS", String::new()),
     ]
@@ -241,13 +334,21 @@ fn rolling_update_misses_no_connection_and_uninstall_unloads() {
     let topo = Topology::new();
     let (id, _) = harness::unique_id();
     let pin = PinDir::new(&format!("ttm-k8s-{id}"));
-    let env_owned = pod_env(&topo, &pin);
+    let textfile = TempDir::new("textfile");
+    let metrics = textfile.path().join("ttm.prom");
+    let env_owned = pod_env(&topo, &pin, textfile.path());
     let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _lb = LbEmulator::start(&topo, &["--client", CLAIM4]);
     let map = pin.path().join("ttm_peers");
 
     let mut pod = Pod::start("ttm pod 0", &script, &env);
     pod.wait_idle();
+    // The pod's first status went to the node's textfile directory.
+    let prom = std::fs::read_to_string(&metrics).expect("the pod wrote ttm.prom");
+    assert!(
+        prom.lines().any(|l| l == "ttm_loaded 1") && prom.lines().any(|l| l == "ttm_degraded 0"),
+        "{prom}"
+    );
     let server = echo_server(
         &topo.server().launch(),
         &["--family", "inet", "--map", map.to_str().unwrap()],
@@ -391,21 +492,13 @@ fn image_builds_and_runs_the_init_container() {
     let mount = init["volumeMounts"][0]["mountPath"]
         .as_str()
         .expect("mountPath");
-    let node = std::env::temp_dir().join(format!("ttm-k8s-node-{id}"));
-    std::fs::create_dir_all(&node).unwrap();
-    struct RemoveDir<'a>(&'a Path);
-    impl Drop for RemoveDir<'_> {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(self.0);
-        }
-    }
-    let _node_guard = RemoveDir(&node);
+    let node_dir = TempDir::new("node");
+    let node = node_dir.path();
     let volume = format!("{}:{mount}", node.display());
     buildah(&["run", "-v", &volume, &c, "--", "/bin/sh", "-c", script])
         .expect_success("the init container's script");
     let copied = node.join("libttm.so.1");
     let meta = std::fs::metadata(&copied).expect("libttm.so.1 copied to the node");
-    use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(meta.permissions().mode() & 0o777, 0o644);
     let elf = std::fs::read(&copied).unwrap();
     assert_eq!(&elf[..4], b"\x7fELF");

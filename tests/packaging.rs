@@ -217,6 +217,8 @@ fn expected_deb_files(pkg: &str) -> BTreeSet<String> {
                 [
                     "/etc/ttm/ttm.conf",
                     "/lib/systemd/system/ttm.service",
+                    "/lib/systemd/system/ttm-check.service",
+                    "/lib/systemd/system/ttm-check.timer",
                     "/usr/libexec/ttm/ttm-service",
                     "/usr/sbin/ttmctl",
                     "/usr/share/bash-completion/completions/ttmctl",
@@ -509,6 +511,10 @@ fn deb_contents_and_control() {
     );
     let prerm = fs::read_to_string(ctl.path().join("prerm")).unwrap();
     assert!(prerm.contains("ttm-service stop"), "{prerm}");
+    assert!(
+        prerm.contains("deb-systemd-invoke stop ttm-check.timer ttm-check.service ttm.service"),
+        "{prerm}"
+    );
     let postinst = fs::read_to_string(ctl.path().join("postinst")).unwrap();
     assert!(
         postinst.contains("deb-systemd-invoke try-reload-or-restart ttm.service"),
@@ -660,6 +666,8 @@ fn rpm_contents_and_scriptlets() {
         "/etc/ttm",
         "/etc/ttm/ttm.conf",
         "/usr/lib/systemd/system/ttm.service",
+        "/usr/lib/systemd/system/ttm-check.service",
+        "/usr/lib/systemd/system/ttm-check.timer",
         "/usr/libexec/ttm",
         "/usr/libexec/ttm/ttm-service",
         "/usr/sbin/ttmctl",
@@ -738,7 +746,10 @@ fn rpm_contents_and_scriptlets() {
         "{scripts}"
     );
     let preun = part("preuninstall");
-    assert!(preun.contains("disable --now ttm.service"), "{scripts}");
+    assert!(
+        preun.contains("disable --now ttm-check.timer ttm-check.service ttm.service"),
+        "{scripts}"
+    );
     assert!(preun.contains("ttm-service stop"), "{scripts}");
     assert!(
         part("postuninstall").contains("try-reload-or-restart ttm.service"),
@@ -868,11 +879,13 @@ fn unit_and_dropin_pass_systemd_analyze_verify() {
             unit,
         ]))
     };
-    let out = verify("/lib/systemd/system/ttm.service");
-    assert!(
-        out.status.success() && out.stdout.trim().is_empty() && out.stderr.trim().is_empty(),
-        "systemd-analyze verify ttm.service: {out:?}"
-    );
+    for unit in ["ttm.service", "ttm-check.service", "ttm-check.timer"] {
+        let out = verify(&format!("/lib/systemd/system/{unit}"));
+        assert!(
+            out.status.success() && out.stdout.trim().is_empty() && out.stderr.trim().is_empty(),
+            "systemd-analyze verify {unit}: {out:?}"
+        );
+    }
 
     // The checker does catch mistakes (so a pass above means something).
     let bad = tree.path().join("lib/systemd/system/ttm-broken.service");
@@ -967,8 +980,56 @@ fn man_pages_are_generated_and_cover_every_option_and_variable() {
             "{name} has no .TH {title} 8 title"
         );
     }
+    // What issue 10 made of status, detect and the service, said in the
+    // pages (the options above come from --help; this is the prose), with
+    // roff's escapes of "-" and "'" undone.
+    let prose = |name: &str| page(name).replace("\\-", "-").replace("\\*(Aq", "'");
+    let status = prose("ttmctl-status.8");
+    for said in [
+        "--format",
+        "--output",
+        "prometheus",
+        "0 loaded and every program attached",
+        "2 degraded",
+        "3 not loaded",
+        "\"schema\": 1",
+        "ttm_program_attached",
+        "Counters are kept across loads",
+        "stash_unmatched stash_cookie",
+        "fastopen fastopen_claim",
+        "a unit's own cgroup",
+    ] {
+        assert!(
+            status.contains(said),
+            "ttmctl-status.8 does not say {said:?}"
+        );
+    }
+    let detect = prose("ttmctl-detect.8");
+    for said in ["--pid", "--seconds", "--handshakes", "--format and --trust"] {
+        assert!(
+            detect.contains(said),
+            "ttmctl-detect.8 does not say {said:?}"
+        );
+    }
+    let load = prose("ttmctl-load.8");
+    for said in [
+        "system.slice/nginx.service",
+        "full accept queue",
+        "TCP Fast Open",
+    ] {
+        assert!(load.contains(said), "ttmctl-load.8 does not say {said:?}");
+    }
     // The main page carries the manual's sections and lists every page.
     let main = page("ttmctl.8");
+    let main_prose = prose("ttmctl.8");
+    for said in [
+        "ttm-check.timer",
+        "METRICS_FILE",
+        "refuses to start while TRUST is empty",
+        "status exits 0 ok, 1 error, 2 degraded, 3 not loaded",
+    ] {
+        assert!(main_prose.contains(said), "ttmctl.8 does not say {said:?}");
+    }
     assert_eq!(pages[0], "ttmctl.8");
     for section in [
         "SUBCOMMANDS",
@@ -1185,46 +1246,58 @@ fn ttmctl_version_names_its_commit_and_embedded_bpf_object() {
     );
 }
 
-/// `systemd-analyze security` rates the shipped ttm.service below 5 (the
-/// score is printed), and the same unit without its sandbox above: the
-/// check can fail.
+/// `systemd-analyze security` rates the shipped ttm.service and
+/// ttm-check.service (which runs the same ttmctl load) below 5 (the
+/// scores are printed), and the same units without their sandbox above:
+/// the check can fail.
 #[test]
 fn ttm_service_sandbox_scores_below_5() {
     let tree = unpacked_debs();
-    let score = |root_dir: &Path| -> (f64, Finished) {
+    let score = |root_dir: &Path, unit: &str| -> (f64, Finished) {
         let out = run(Command::new("systemd-analyze").args([
             "security",
             "--offline=yes",
             "--threshold=49",
             &format!("--root={}", root_dir.display()),
-            "ttm.service",
+            unit,
         ]));
         let overall = out
             .stdout
             .lines()
-            .find_map(|l| l.split("Overall exposure level for ttm.service: ").nth(1))
+            .find_map(|l| {
+                l.split(&format!("Overall exposure level for {unit}: "))
+                    .nth(1)
+            })
             .and_then(|r| r.split_whitespace().next())
             .and_then(|n| n.parse::<f64>().ok())
             .unwrap_or_else(|| panic!("no overall exposure level: {out:?}"));
         (overall, out)
     };
-    let (shipped, out) = score(tree.path());
-    eprintln!("systemd-analyze security ttm.service: {shipped}");
-    assert!(shipped < 5.0, "exposure {shipped}:\n{}", out.stdout);
-    assert!(out.status.success(), "below --threshold=49: {out:?}");
+    for unit in ["ttm.service", "ttm-check.service"] {
+        let (shipped, out) = score(tree.path(), unit);
+        eprintln!("systemd-analyze security {unit}: {shipped}");
+        assert!(shipped < 5.0, "{unit}: exposure {shipped}:\n{}", out.stdout);
+        assert!(out.status.success(), "below --threshold=49: {out:?}");
+    }
 
-    // Only the unit's [Unit] and Exec lines: the tool must rate it unsafe.
-    let unit_path = tree.path().join("lib/systemd/system/ttm.service");
-    let unit = fs::read_to_string(&unit_path).unwrap();
-    let bare: String = unit
-        .lines()
-        .take_while(|l| !l.starts_with("# The sandbox"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    fs::write(&unit_path, bare).unwrap();
-    let (unsandboxed, out) = score(tree.path());
-    assert!(unsandboxed >= 5.0, "without the sandbox: {unsandboxed}");
-    assert!(!out.status.success(), "above --threshold=49: {out:?}");
+    // Only the units' [Unit] and Exec lines: the tool must rate them unsafe.
+    for unit in ["ttm.service", "ttm-check.service"] {
+        let unit_path = tree.path().join("lib/systemd/system").join(unit);
+        let text = fs::read_to_string(&unit_path).unwrap();
+        assert!(text.contains("\n# The sandbox"), "{unit}");
+        let bare: String = text
+            .lines()
+            .take_while(|l| !l.starts_with("# The sandbox"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(&unit_path, bare).unwrap();
+        let (unsandboxed, out) = score(tree.path(), unit);
+        assert!(
+            unsandboxed >= 5.0,
+            "{unit} without the sandbox: {unsandboxed}"
+        );
+        assert!(!out.status.success(), "above --threshold=49: {out:?}");
+    }
 }
 
 /// The capabilities ttm.service keeps (CapabilityBoundingSet=) are enough
@@ -1235,14 +1308,18 @@ fn the_units_capabilities_are_enough_to_load() {
     require_root();
     let tree = unpacked_debs();
     let ttmctl = tree.path().join("usr/sbin/ttmctl");
-    let unit = fs::read_to_string(tree.path().join("lib/systemd/system/ttm.service")).unwrap();
-    let caps: Vec<String> = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
-        .expect("CapabilityBoundingSet=")
-        .split_whitespace()
-        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
-        .collect();
+    let caps_of = |unit: &str| -> Vec<String> {
+        let text = fs::read_to_string(tree.path().join("lib/systemd/system").join(unit)).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+            .unwrap_or_else(|| panic!("no CapabilityBoundingSet= in {unit}"))
+            .split_whitespace()
+            .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+            .collect()
+    };
+    let caps = caps_of("ttm.service");
+    // ttm-check.service runs the same load, and status.
+    assert_eq!(caps_of("ttm-check.service"), caps);
     let topo = Topology::new();
     let (id, _) = harness::unique_id();
     let pin = PinDir::new(&format!("ttm-caps-{id}"));
@@ -1267,6 +1344,18 @@ fn the_units_capabilities_are_enough_to_load() {
     assert!(loaded.status.success(), "load with {caps:?}: {loaded:?}");
     let names = attached_names(topo.server_cgroup());
     assert!(names.iter().any(|n| n == "ttm_parse"), "{names:?}");
+    // ttm-check's status reads the links: exit 0, every program attached.
+    let status = ["status", "--pin-dir", pin_s, "--format", "prometheus"];
+    let checked = with_caps(&bounding, &status);
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "status with {caps:?}: {checked:?}"
+    );
+    assert!(
+        checked.stdout.lines().any(|l| l == "ttm_degraded 0"),
+        "{checked:?}"
+    );
     let unloaded = with_caps(&bounding, &["unload", "--pin-dir", pin_s]);
     assert!(
         unloaded.status.success(),
@@ -1291,10 +1380,39 @@ fn service_wrapper_turns_the_config_into_one_ttmctl_command() {
         assert!(out.status.success(), "{conf}: {out:?}");
         out.stdout.trim().to_owned()
     };
-    // The shipped file: ttmctl's defaults, the default pin dir.
+    // The shipped file has no TRUST: the service refuses to start, says
+    // which file to edit and what to put there, and runs no ttmctl.
+    let shipped = fs::read_to_string(root().join("packaging/ttm.conf")).unwrap();
+    for conf in [shipped.clone(), "TRUST=\" , \"\n".into()] {
+        let refused = args_for(&conf);
+        assert_eq!(refused.status.code(), Some(1), "{conf}: {refused:?}");
+        assert!(
+            refused.stderr.contains("TRUST is empty")
+                && refused.stderr.contains("TRUST=any")
+                && refused.stderr.contains("ttm.conf"),
+            "{refused:?}"
+        );
+        let calls = dir.path().join("calls");
+        let stub = dir.path().join("ttmctl");
+        fs::write(
+            &stub,
+            format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
+        )
+        .unwrap();
+        fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
+        let start = run(Command::new(root().join("packaging/ttm-service"))
+            .arg("start")
+            .env("TTM_SERVICE_CONF", dir.path().join("ttm.conf"))
+            .env("TTMCTL", &stub));
+        assert_eq!(start.status.code(), Some(1), "{start:?}");
+        assert!(start.stderr.contains("not loading"), "{start:?}");
+        assert!(!calls.exists(), "ttmctl ran despite an empty TRUST");
+    }
+    // The list goes to ttmctl as one argument (its parser takes commas
+    // and spaces); `any` is passed as such.
     assert_eq!(
-        ok(&fs::read_to_string(root().join("packaging/ttm.conf")).unwrap()),
-        "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/ttm"
+        ok(&format!("{shipped}\nTRUST=any\n")),
+        "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/ttm --trust=any"
     );
     let cg2 = harness::cgroup::cgroup2_mount().display().to_string();
     assert_eq!(
@@ -1304,19 +1422,19 @@ fn service_wrapper_turns_the_config_into_one_ttmctl_command() {
         ),
         format!(
             "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/lb --cgroup {cg2}/system.slice \
-             --trust=10.0.0.0/24 --trust=2001:db8::/64 --format=254/8 --format=200/8 --no-rewrite \
+             '--trust=10.0.0.0/24  2001:db8::/64' --format=254/8 --format=200/8 --no-rewrite \
              --no-defer-accept"
         )
     );
     assert_eq!(
-        ok("CGROUP=/sys/fs/cgroup/x\nTRUST=*\nPIN_DIR=\n"),
-        "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/ttm --cgroup /sys/fs/cgroup/x --trust=*",
+        ok("CGROUP=/sys/fs/cgroup/x\nTRUST=10.0.0.0/8,*\nPIN_DIR=\n"),
+        "/usr/sbin/ttmctl load --pin-dir /sys/fs/bpf/ttm --cgroup /sys/fs/cgroup/x '--trust=10.0.0.0/8,*'",
         "no globbing, empty PIN_DIR is the default"
     );
-    let bad = args_for("REWRITE=maybe\n");
+    let bad = args_for("TRUST=any\nREWRITE=maybe\n");
     assert!(!bad.status.success(), "{bad:?}");
     assert!(bad.stderr.contains("REWRITE must be yes or no"), "{bad:?}");
-    let bad = args_for("DEFER_ACCEPT=later\n");
+    let bad = args_for("TRUST=any\nDEFER_ACCEPT=later\n");
     assert!(!bad.status.success(), "{bad:?}");
     assert!(
         bad.stderr.contains("DEFER_ACCEPT must be yes or no"),
@@ -1507,12 +1625,15 @@ fn install_load_preload_purge_leaves_nothing_behind() {
 
     // The installed unit verifies on the installed system, man pages
     // (its Documentation=) and programs included.
-    let out =
-        run(Command::new("systemd-analyze").args(["verify", "/lib/systemd/system/ttm.service"]));
-    assert!(
-        out.status.success() && out.stderr.trim().is_empty(),
-        "systemd-analyze verify (installed): {out:?}"
-    );
+    for unit in ["ttm.service", "ttm-check.service", "ttm-check.timer"] {
+        let out = run(Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("/lib/systemd/system/{unit}")));
+        assert!(
+            out.status.success() && out.stderr.trim().is_empty(),
+            "systemd-analyze verify {unit} (installed): {out:?}"
+        );
+    }
     // An administrator enables it (offline: no systemd running here).
     let wants = Path::new("/etc/systemd/system/multi-user.target.wants/ttm.service");
     run_ok(Command::new("systemctl").args(["enable", "ttm.service"]));
@@ -1580,7 +1701,7 @@ fn install_load_preload_purge_leaves_nothing_behind() {
     assert_eq!(
         tool(wrapper.to_str().unwrap(), &["args"]).trim(),
         format!(
-            "/usr/sbin/ttmctl load --pin-dir {} --cgroup {} --trust={}/32 --trust={}/128 \
+            "/usr/sbin/ttmctl load --pin-dir {} --cgroup {} '--trust={}/32 {}/128' \
              --format=254/8 --format=254/20",
             pin.path().display(),
             topo.server_cgroup().display(),

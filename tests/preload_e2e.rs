@@ -277,7 +277,14 @@ fn nginx_logs_the_real_client_and_never_drops_a_connection() {
             format!("::ffff:{CLAIM4} {CLAIM_PORT} 200")
         ]
     );
-    let err = nginx.server.stderr();
+    // Both lines are written at load time, one write each; the reader
+    // thread may not have collected the second yet.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut err = nginx.server.stderr();
+    while !err.contains(" info widen ") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        err = nginx.server.stderr();
+    }
     assert!(
         err.contains(&backend_line(Backend::Bpf)),
         "auto picked the map: {err}"

@@ -19,6 +19,11 @@ pub struct TtmConfig {
 pub const CFG_TRUST_ENFORCED: u32 = 1 << 0;
 pub const CFG_REWRITE: u32 = 1 << 1;
 pub const CFG_DEFER_ACCEPT: u32 = 1 << 2;
+pub const CFG_TRUST_ANY: u32 = 1 << 3;
+
+/// `TTM_CNT_SLOTS`: entries of the pinned `ttm_counters` map, more than
+/// `COUNTERS` has, so the map fits versions that add counters.
+pub const COUNTER_SLOTS: u32 = 64;
 
 /// `struct ttm_lb_config`: what the LB emulator writes into the third ACK.
 #[repr(C)]
@@ -77,6 +82,10 @@ pub const COUNTERS: &[&str] = &[
     "stash_failed",
     "from_stash",
     "stash_stale",
+    "stash_unmatched",
+    "stash_cookie",
+    "fastopen",
+    "fastopen_claim",
 ];
 
 /// Counter slots of `ttm_lb_counters`, in `enum ttm_lb_counter` order.
@@ -86,9 +95,12 @@ pub const LB_COUNTERS: &[&str] = &["armed", "written", "reserve_failed", "store_
 pub mod pins {
     pub const PEERS: &str = "ttm_peers";
     pub const STASH: &str = "ttm_stash";
+    pub const STASH_COOKIE: &str = "ttm_stash_cookie";
     pub const CONFIG: &str = "ttm_config";
     pub const TRUSTED: &str = "ttm_trusted";
     pub const COUNTERS: &str = "ttm_counters";
+    /// An older version's counters map, while its counts are carried over.
+    pub const COUNTERS_OLD: &str = "ttm_counters_old";
     pub const LB_CONFIG: &str = "ttm_lb_config";
     pub const LB_COUNTERS: &str = "ttm_lb_counters";
     pub const LB_LINK: &str = "link_lb";
@@ -106,6 +118,17 @@ mod tests {
             size_of::<LbConfig>(),
             12 + LB_CHUNKS + LB_CHUNKS * LB_CHUNK_MAX
         );
+    }
+
+    #[test]
+    fn counter_slots_match_the_header_and_leave_room() {
+        let header = include_str!("../../bpf/ttm.h");
+        assert!(
+            header.contains(&format!("#define TTM_CNT_SLOTS {COUNTER_SLOTS}\n")),
+            "COUNTER_SLOTS differs from TTM_CNT_SLOTS in bpf/ttm.h"
+        );
+        assert!(header.contains("TTM_CFG_TRUST_ANY = 1 << 3,"));
+        assert!(COUNTERS.len() < COUNTER_SLOTS as usize);
     }
 
     #[test]

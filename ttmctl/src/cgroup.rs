@@ -123,7 +123,12 @@ pub fn path_of(id: u64) -> Option<PathBuf> {
     let root = cgroup2_mount().ok()?;
     let mut stack = vec![root];
     while let Some(dir) = stack.pop() {
-        if fs::metadata(&dir).ok()?.ino() == id {
+        // A cgroup removed while we walk is simply not the one sought;
+        // giving up the whole walk would report a live cgroup as gone.
+        let Ok(meta) = fs::metadata(&dir) else {
+            continue;
+        };
+        if meta.ino() == id {
             return Some(dir);
         }
         if let Ok(rd) = fs::read_dir(&dir) {
@@ -137,9 +142,37 @@ pub fn path_of(id: u64) -> Option<PathBuf> {
     None
 }
 
+/// The systemd unit whose own cgroup `dir` is, if it is one that systemd
+/// removes when the unit stops or restarts (a service, or a scope such as
+/// a container's): programs attached to it go with it, and the directory
+/// made for the next run is another cgroup.
+pub fn removed_on_restart(dir: &Path) -> Option<String> {
+    let name = dir.file_name()?.to_str()?;
+    [".service", ".scope"]
+        .iter()
+        .any(|s| name.len() > s.len() && name.ends_with(s))
+        .then(|| name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_units_own_cgroup_is_told_from_a_slice() {
+        let u = |p: &str| removed_on_restart(Path::new(p));
+        assert_eq!(
+            u("/sys/fs/cgroup/system.slice/nginx.service").as_deref(),
+            Some("nginx.service")
+        );
+        assert_eq!(
+            u("/sys/fs/cgroup/kubepods.slice/x/cri-containerd-ab.scope").as_deref(),
+            Some("cri-containerd-ab.scope")
+        );
+        assert_eq!(u("/sys/fs/cgroup/system.slice"), None);
+        assert_eq!(u("/sys/fs/cgroup"), None);
+        assert_eq!(u("/sys/fs/cgroup/.service"), None);
+    }
 
     #[test]
     fn unescapes_proc_mounts_octal() {

@@ -4,7 +4,7 @@
 //! The value parsers are named by module (`escape::`, `format::`,
 //! `simulate::`, `trust::`): build.rs provides those names too.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 use crate::{escape, format, simulate, trust};
@@ -39,8 +39,14 @@ pub enum Cmd {
     /// links are unpinned, and the peer map is reused, so open connections keep their answers.
     ///
     /// The peer map <pin-dir>/ttm_peers is readable by everyone, so an unprivileged server
-    /// (and libttm(7)) can look its sockets up by fd. Without --trust any client that reaches
-    /// the server directly can claim any address.
+    /// (and libttm(7)) can look its sockets up by fd; so are the configuration and the
+    /// counters, which loading again keeps. Without --trust any client that reaches the server
+    /// directly can claim any address: load says so in a warning, and so does status.
+    ///
+    /// Load warns too when --cgroup is a unit's own cgroup (a name ending in .service or
+    /// .scope, such as system.slice/nginx.service): systemd removes it when the unit stops or
+    /// restarts, the programs attached to it go with it and status exits 2. Attach to a parent
+    /// that stays, such as system.slice, which serves every unit below it.
     Load {
         /// cgroup v2 directory whose sockets are served [default: the cgroup2 root]
         #[arg(long, value_name = "DIR", value_parser = escape::path_arg)]
@@ -60,10 +66,12 @@ pub enum Cmd {
         /// Do not rewrite accept()/getpeername() in-kernel; answer getsockopt and the map only
         #[arg(long)]
         no_rewrite: bool,
-        /// Do not serve listeners with TCP_DEFER_ACCEPT (httpd's default AcceptFilter,
-        /// nginx `deferred`, HAProxy `defer-accept`): skip the cgroup_skb program that
-        /// keeps the option of the third ACK, which such listeners drop, and runs for
-        /// every packet the cgroup's sockets receive
+        /// Skip the cgroup_skb program that reads the handshake packets the parser
+        /// cannot see, and runs for every packet the cgroup's sockets receive: the
+        /// third ACK that listeners with TCP_DEFER_ACCEPT (httpd's default
+        /// AcceptFilter, nginx `deferred`, HAProxy `defer-accept`) or with a full
+        /// accept queue drop, and the ACK of a TCP Fast Open handshake. Those
+        /// connections then see the LB's address
         #[arg(long)]
         no_defer_accept: bool,
     },
@@ -75,18 +83,44 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
     },
-    /// Where the kernel side is attached, its configuration and counters
+    /// Whether every program is attached to a live cgroup, the configuration and
+    /// counters. Exit code: 0 ok, 1 error, 2 degraded (a program detached, its
+    /// cgroup removed), 3 not loaded
     ///
-    /// Where the programs are attached, their configuration and a counter for every outcome:
-    /// found_v4 found_v6 no_option malformed bad_address untrusted no_packet storage_failed
-    /// getsockopt_ttm getsockopt_nat64 getsockopt_error rewrite4 rewrite6, and for
-    /// TCP_DEFER_ACCEPT listeners stashed stash_refused stash_failed from_stash stash_stale.
+    /// For each program, whether it is attached and to which cgroup, or that its cgroup was
+    /// removed; the configuration; warnings (no --trust; a unit's own cgroup); and a counter for
+    /// every outcome: found_v4 found_v6 no_option malformed bad_address untrusted no_packet
+    /// storage_failed getsockopt_ttm getsockopt_nat64 getsockopt_error rewrite4 rewrite6, for
+    /// dropped third ACKs stashed stash_refused stash_failed from_stash stash_stale
+    /// stash_unmatched stash_cookie, and for TCP Fast Open fastopen fastopen_claim. Counters are
+    /// kept across loads.
+    ///
+    /// The exit status is the verdict: 0 loaded and every program attached to a live cgroup,
+    /// 1 error (state unreadable, bad arguments), 2 degraded (a program detached or its cgroup
+    /// removed; load again re-attaches), 3 not loaded.
+    ///
+    /// --format json (or --json) gives the same with stable field names and "schema": 1, in one
+    /// shape whether loaded or not; --format prometheus gives Prometheus text format
+    /// (ttm_loaded, ttm_degraded, ttm_status_error, ttm_trust_enforced, ttm_trust_warning,
+    /// ttm_program_attached, ttm_events_total, ttm_program_runs_total,
+    /// ttm_program_run_seconds_total). --output FILE writes the report there atomically
+    /// (temporary file and rename), e.g. for node_exporter's textfile collector. Without root,
+    /// status reads the configuration and counters (Linux 5.19 or later) but not the links, and
+    /// exits 1 saying so.
     Status {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
         pin_dir: PathBuf,
-        /// Machine-readable output (stable field names)
-        #[arg(long)]
+        /// Output format: text, json (schema-versioned, stable field names) or
+        /// prometheus (text exposition format, e.g. for node_exporter's textfile collector)
+        #[arg(long, value_enum, default_value = "text")]
+        format: StatusFormat,
+        /// Same as --format json
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Write the report to FILE instead of stdout, atomically (temporary file and
+        /// rename: a reader never sees half of it)
+        #[arg(long, value_name = "FILE", value_parser = escape::path_arg)]
+        output: Option<PathBuf>,
     },
     /// Check kernel, cgroup v2, bpffs, privileges and conflicting modules
     ///
@@ -166,6 +200,15 @@ pub enum SimCmd {
     },
 }
 
+/// `ttmctl status --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    /// Prometheus text exposition format (node_exporter textfile collector)
+    Prometheus,
+}
+
 /// The rest of `ttmctl --help` and of ttmctl(8): build.rs turns each
 /// "Heading:" line into a man page section and indented lines into
 /// literal blocks.
@@ -173,22 +216,31 @@ pub const MANUAL: &str = "\
 The systemd service:
 ttm.service runs `ttmctl load` at boot with the options of /etc/ttm/ttm.conf, and `ttmctl \
 unload` when stopped; `systemctl reload ttm` loads again with no gap. It is not enabled on \
-installation: set TRUST first, then `systemctl enable --now ttm`. TRUST (CIDRs, one --trust \
-each), FORMATS (one --format each), CGROUP (--cgroup, absolute or relative to the cgroup2 \
-mount; pick one that outlives your servers, such as system.slice), REWRITE=no \
-(--no-rewrite), DEFER_ACCEPT=no (--no-defer-accept) and PIN_DIR (--pin-dir) map to options; \
-`/usr/libexec/ttm/ttm-service args` prints the command line the service runs. Removing the \
-package stops the service and unloads PIN_DIR.
+installation, and refuses to start while TRUST is empty: set it first, then `systemctl \
+enable --now ttm`. It starts ttm-check.timer, which every 30 s runs `ttm-service check`: \
+`ttmctl status --format prometheus` into METRICS_FILE, and `ttmctl load` again when status \
+says degraded. The variables of /etc/ttm/ttm.conf map to options: TRUST (CIDRs separated by \
+spaces and/or commas, given to --trust as one list; required; `any` trusts every source), \
+FORMATS (space-separated KIND/LEN, one --format each), CGROUP (--cgroup, absolute or \
+relative to the cgroup2 mount; pick one that outlives your servers, such as system.slice), \
+REWRITE=no (--no-rewrite), DEFER_ACCEPT=no (--no-defer-accept), PIN_DIR (--pin-dir, below \
+/sys/fs/bpf), and METRICS_FILE, where ttm-check writes the metrics when its directory exists \
+(default /var/lib/prometheus/node-exporter/ttm.prom). `/usr/libexec/ttm/ttm-service args` \
+prints the command line the service runs. Removing the package stops the service and \
+unloads PIN_DIR.
 
 Exit status:
-0 on success; 1 with one line on standard error saying what failed; 2 for a usage error.
+0 on success; 1 with one line on standard error saying what failed, bad arguments included. \
+status exits 0 ok, 1 error, 2 degraded, 3 not loaded.
 
 Files:
 /sys/fs/bpf/ttm/ is the default pin directory; the peer map is ttm_peers. \
 /run/ttm/ttm.json is the trust list of the kit pinned at /sys/fs/bpf/ttm, for libttm(7): \
 written by load, removed by unload, one file per pin directory named after it \
 (TTM_RUN_DIR moves it). /etc/ttm/ttm.conf holds the options of ttm.service, the unit is \
-/usr/lib/systemd/system/ttm.service (/lib/systemd/system on Debian 12).
+/usr/lib/systemd/system/ttm.service (/lib/systemd/system on Debian 12), beside \
+ttm-check.service and ttm-check.timer. /var/lib/prometheus/node-exporter/ttm.prom is where \
+ttm-check writes the metrics (METRICS_FILE).
 
 Examples:
 Attach to the sockets of system services only, trusting the LB subnet:
@@ -203,3 +255,30 @@ Check a server without an LB: clients started in /sys/fs/cgroup/lbtest claim to 
 
 See also:
 libttm(7), systemctl(1), bpftool(8), getsockopt(2)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// ttmctl-status(8) lists the counters by name: one added to the
+    /// kernel side must be added to the page too.
+    #[test]
+    fn status_help_names_every_counter() {
+        let cmd = Cli::command();
+        let status = cmd.find_subcommand("status").expect("a status command");
+        let text = status
+            .get_long_about()
+            .expect("status has a long help")
+            .to_string();
+        let words: Vec<&str> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .collect();
+        for name in crate::abi::COUNTERS {
+            assert!(
+                words.contains(name),
+                "ttmctl status --help does not name {name}"
+            );
+        }
+    }
+}

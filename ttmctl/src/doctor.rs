@@ -74,7 +74,7 @@ fn checks() -> Vec<Check> {
             "btf",
             Level::Warn,
             "no kernel BTF",
-            "ttm works without it, except for TCP_DEFER_ACCEPT listeners (see defer-accept)",
+            "ttm works without it, except for the connections ttm_deferred serves (see defer-accept)",
         )
     });
 
@@ -241,12 +241,13 @@ fn try_verify(scratch: &Path) -> anyhow::Result<Vec<&'static str>> {
 fn defer_accept_check() -> Check {
     const NAME: &str = "defer-accept";
     let consequence = "listeners with TCP_DEFER_ACCEPT (httpd's default AcceptFilter, nginx `deferred`, \
-        HAProxy `defer-accept`) will see the LB's address; turn it off there (`AcceptFilter http none`)";
+        HAProxy `defer-accept`) will see the LB's address; turn it off there (`AcceptFilter http none`). \
+        So will connections whose third ACK a full accept queue drops, and TCP Fast Open ones";
     if !preflight::kernel_btf() {
         return check(
             NAME,
             Level::Warn,
-            "no kernel BTF: ttm_deferred reads the listener's TCP_DEFER_ACCEPT through it",
+            "no kernel BTF: ttm_deferred reads listeners' and handshakes' state through it",
             format!("{consequence}, or boot a kernel built with CONFIG_DEBUG_INFO_BTF"),
         );
     }
@@ -264,7 +265,7 @@ fn defer_accept_check() -> Check {
         Ok(()) => check(
             NAME,
             Level::Ok,
-            "ttm_deferred accepted: TCP_DEFER_ACCEPT listeners are served",
+            "ttm_deferred accepted: TCP_DEFER_ACCEPT listeners, full accept queues and Fast Open are served",
             "",
         ),
         Err(e) => check(NAME, Level::Warn, format!("{e:#}"), consequence),

@@ -17,8 +17,7 @@
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::trust::Trust;
@@ -69,27 +68,7 @@ fn write(run_dir: &Path, pin_dir: &Path, trust: &Trust) -> Result<PathBuf> {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
             .with_context(|| format!("chmod 755 {}", dir.display()))?;
     }
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        file.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        // The mode above is filtered by the umask; the file must be 0644.
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
-        f.write_all(render(pin_dir, trust).as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &file)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", file.display()));
-    }
+    crate::atomic_file::write(&file, render(pin_dir, trust).as_bytes(), 0o644)?;
     Ok(file)
 }
 

@@ -11,7 +11,7 @@ use crate::abi::{self, TtmConfig, pins};
 use crate::objects::{ATTACHMENTS, Part, TTM};
 use crate::pinset::PinSet;
 use crate::trust::Trust;
-use crate::{bpffs, cgroup, preflight, programs};
+use crate::{bpffs, cgroup, counters, preflight, programs};
 
 pub struct LoadArgs {
     pub cgroup: Option<PathBuf>,
@@ -61,6 +61,15 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         Some(dir) => cgroup::resolve(dir)?,
         None => cgroup::cgroup2_mount()?,
     };
+    if let Some(unit) = cgroup::removed_on_restart(&cg) {
+        eprintln!(
+            "ttm: warning: {} is the cgroup of {unit}: systemd removes it when {unit} stops or \
+             restarts, and the programs attached to it go with it (`ttmctl status` then exits 2). \
+             Attach to a parent that stays, such as {}, which serves every unit below it",
+            crate::escape::path(&cg),
+            crate::escape::path(cg.parent().unwrap_or(&cg))
+        );
+    }
     let (dir, _lock) = crate::lock::PinDirLock::create(&args.pin_dir)?;
     if dir.join(pins::LB_LINK).exists() {
         bail!(
@@ -70,7 +79,13 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
     }
     let reload = dir.join(ATTACHMENTS[0].link_pin).exists();
 
+    let set_aside = counters::set_aside_incompatible(&dir)?;
     let result = load_into(&mut args, &cg, &dir);
+    match (set_aside, &result) {
+        (Some(old), Ok(())) => old.carry_over(),
+        (Some(old), Err(_)) => old.put_back(),
+        (None, _) => {}
+    }
     if result.is_err() && !reload {
         // Nothing was running before: leave nothing behind either.
         crate::unload::remove_pins(&dir);
@@ -78,11 +93,7 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
     result?;
     crate::export::write_or_warn(&dir, &args.trust);
     if args.trust == Trust::Unset {
-        eprintln!(
-            "ttm: warning: no --trust: options are honoured from every source, so a client \
-             that reaches the server directly can claim any address; pass --trust with the \
-             LB's source prefixes (or --trust any to accept this)"
-        );
+        eprintln!("ttm: warning: {}", crate::trust::UNSET_WARNING);
     }
     println!(
         "ttm: {} at {} (pins in {}), formats {}, {}{}{}",
@@ -117,9 +128,11 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
 
 fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     // The peer map is pinned by name: a reload reuses it, so connections
-    // accepted before the reload keep their answers.
+    // accepted before the reload keep their answers. So are the counters,
+    // which a reload thus keeps; readable by all for `ttmctl status`.
     let mut ebpf = programs::open(TTM, Some(dir))?;
     bpffs::chmod(&dir.join(pins::PEERS), 0o644)?;
+    bpffs::chmod(&dir.join(pins::COUNTERS), 0o644)?;
 
     let (major, minor, _) = preflight::kernel_version();
     if args.defer_accept {
@@ -144,6 +157,9 @@ fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     let mut flags = 0;
     if args.trust.enforced() {
         flags |= abi::CFG_TRUST_ENFORCED;
+    }
+    if args.trust == Trust::Any {
+        flags |= abi::CFG_TRUST_ANY;
     }
     if args.rewrite {
         flags |= abi::CFG_REWRITE;
@@ -187,9 +203,10 @@ fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     }
 
     let mut set = PinSet::new(dir);
-    set.stage(map_fd(&ebpf, pins::CONFIG)?, pins::CONFIG, 0o600)?;
-    set.stage(map_fd(&ebpf, pins::TRUSTED)?, pins::TRUSTED, 0o600)?;
-    set.stage(map_fd(&ebpf, pins::COUNTERS)?, pins::COUNTERS, 0o600)?;
+    // Readable by all, like the counters: `ttmctl status` without root.
+    // Links stay 0600 (whoever can open one can detach it).
+    set.stage(map_fd(&ebpf, pins::CONFIG)?, pins::CONFIG, 0o644)?;
+    set.stage(map_fd(&ebpf, pins::TRUSTED)?, pins::TRUSTED, 0o644)?;
     for (a, fd) in &links {
         set.stage(fd.as_fd(), a.link_pin, 0o600)?;
     }

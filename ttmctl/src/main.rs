@@ -2,9 +2,11 @@
 //! emulate a full-NAT load balancer for tests.
 
 mod abi;
+mod atomic_file;
 mod bpffs;
 mod cgroup;
 mod cli;
+mod counters;
 mod detect;
 mod doctor;
 mod escape;
@@ -12,6 +14,7 @@ mod export;
 mod format;
 mod load;
 mod lock;
+mod metrics;
 mod objects;
 mod pinned;
 mod pinset;
@@ -64,7 +67,20 @@ fn run(cli: Cli) -> Result<()> {
             defer_accept: !no_defer_accept,
         }),
         Cmd::Unload { pin_dir } => unload::run(&pin_dir, "unload"),
-        Cmd::Status { pin_dir, json } => status::run(&pin_dir, json),
+        Cmd::Status {
+            pin_dir,
+            format,
+            json,
+            output,
+        } => {
+            let format = if json {
+                cli::StatusFormat::Json
+            } else {
+                format
+            };
+            let code = status::run(&pin_dir, format, output.as_deref())?;
+            std::process::exit(code)
+        }
         Cmd::Doctor { json } => doctor::run(json),
         Cmd::Detect {
             cgroup,
@@ -126,7 +142,9 @@ fn main() {
             e.exit();
         }
         eprint!("{}", clap_error(&e));
-        std::process::exit(e.exit_code());
+        // 1 like every other error: clap's own 2 is what `status` says
+        // for "degraded".
+        std::process::exit(1);
     });
     if let Err(e) = run(cli) {
         eprintln!("ttmctl: {}", escape::message(&format!("{e:#}")));

@@ -5,6 +5,12 @@
 use anyhow::{Result, bail};
 use ttm_cidr::Cidr;
 
+/// Said by `load` (stderr) and `status` (text, JSON, metrics) while no
+/// `--trust` was given.
+pub const UNSET_WARNING: &str = "no --trust: options are honoured from every source, so a client \
+    that reaches the server directly can claim any address; pass --trust with the LB's source \
+    prefixes (or --trust any to accept this)";
+
 /// What the `--trust` flags said, all of them together.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trust {

@@ -28,8 +28,10 @@ fn known_names() -> impl Iterator<Item = &'static str> {
         pins::CONFIG,
         pins::TRUSTED,
         pins::COUNTERS,
+        pins::COUNTERS_OLD,
         pins::PEERS,
         pins::STASH,
+        pins::STASH_COOKIE,
         pins::LB_CONFIG,
         pins::LB_COUNTERS,
     ])
