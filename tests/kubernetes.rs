@@ -7,7 +7,8 @@
 //! with the real ttmctl on a test cgroup and pin directory: a rolling
 //! update (pods started and stopped in both orders) under a connection
 //! loop leaves no connection without its client, and the uninstall
-//! DaemonSet leaves nothing attached or pinned. Needs root.
+//! DaemonSet leaves nothing attached or pinned, nor the node's metrics
+//! file. Needs root.
 
 mod harness;
 
@@ -139,6 +140,12 @@ fn manifests_carry_what_the_docs_rely_on() {
     let upod = &uds["spec"]["template"]["spec"];
     assert_eq!(upod["automountServiceAccountToken"], false);
     assert!(container_script(upod).contains("ttmctl unload"));
+    let uvolumes = upod["volumes"].as_array().unwrap();
+    assert!(
+        uvolumes.iter().any(|v| v["name"] == "textfile"
+            && v["hostPath"]["path"] == "/var/lib/prometheus/node-exporter"),
+        "uninstall.yaml does not mount the textfile directory: {uvolumes:?}"
+    );
 }
 
 /// The DaemonSet's container script with the ConfigMap's variables and a
@@ -416,6 +423,8 @@ fn rolling_update_misses_no_connection_and_uninstall_unloads() {
     let un = Pod::start("ttm-uninstall pod", &uninstall, &env);
     un.wait_idle();
     assert_nothing_left(topo.server_cgroup(), &[pin.path()]);
+    // ... and the node's metrics file, which would go on saying loaded.
+    assert!(!metrics.exists(), "uninstall left {}", metrics.display());
     // A second run (another node, or a restart) finds nothing to do.
     un.stop();
     let again = Pod::start("ttm-uninstall pod again", &uninstall, &env);
