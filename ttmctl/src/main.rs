@@ -5,6 +5,7 @@ mod abi;
 mod atomic_file;
 mod bpffs;
 mod cgroup;
+mod cli;
 mod counters;
 mod detect;
 mod doctor;
@@ -26,150 +27,23 @@ mod trust;
 mod unload;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::Parser;
 
-const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ttm";
-pub const DEFAULT_LB_PIN_DIR: &str = "/sys/fs/bpf/ttm-lb";
+use cli::{Cli, Cmd, SimCmd};
+// simulate.rs names it in a message.
+pub use cli::DEFAULT_LB_PIN_DIR;
 
-#[derive(Parser)]
-#[command(
-    name = "ttmctl",
-    version,
-    about = "Give servers behind a full-NAT load balancer their real clients, with eBPF instead of a kernel module",
-    long_about = "ttmctl loads ttm's eBPF programs: they read the real client a full-NAT LB \
-        (Kingsoft TTM, Alibaba/Huawei/DPVS/Tencent TOA) puts in a TCP option of the handshake, \
-        answer the vendors' getsockopt ABIs (SOL_IP/1345, IPPROTO_IP/4096), and rewrite \
-        accept()/getpeername() in-kernel where the socket's family can hold the client."
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Load, attach and pin the kernel side (again: replace it, with no gap)
-    Load {
-        /// cgroup v2 directory whose sockets are served [default: the cgroup2 root]
-        #[arg(long, value_name = "DIR", value_parser = escape::path_arg)]
-        cgroup: Option<PathBuf>,
-        /// bpffs directory for pins; the peer map is <DIR>/ttm_peers
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
-        pin_dir: PathBuf,
-        /// Honour options only from these LB source prefixes: CIDRs separated by commas
-        /// and/or spaces (repeatable; IPv4 or IPv6), or `any` to honour every source.
-        /// An IPv6 prefix covers IPv4 sources only when written inside ::ffff:0:0/96
-        #[arg(long = "trust", value_name = "LIST", value_parser = trust::TrustArg::parse)]
-        trust: Vec<trust::TrustArg>,
-        /// Option format to parse, as KIND/LEN: 254/8 254/20 253/20 253/8 200/8 (repeatable)
-        /// [default: 254/8 254/20 253/20]
-        #[arg(long = "format", value_name = "KIND/LEN", value_parser = format::parse)]
-        formats: Vec<u32>,
-        /// Do not rewrite accept()/getpeername() in-kernel; answer getsockopt and the map only
-        #[arg(long)]
-        no_rewrite: bool,
-        /// Skip the cgroup_skb program that reads the handshake packets the parser
-        /// cannot see, and runs for every packet the cgroup's sockets receive: the
-        /// third ACK that listeners with TCP_DEFER_ACCEPT (httpd's default
-        /// AcceptFilter, nginx `deferred`, HAProxy `defer-accept`) or with a full
-        /// accept queue drop, and the ACK of a TCP Fast Open handshake. Those
-        /// connections then see the LB's address
-        #[arg(long)]
-        no_defer_accept: bool,
-    },
-    /// Detach and remove everything `load` pinned
-    Unload {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
-        pin_dir: PathBuf,
-    },
-    /// Whether every program is attached to a live cgroup, the configuration and
-    /// counters. Exit code: 0 ok, 1 error, 2 degraded (a program detached, its
-    /// cgroup removed), 3 not loaded
-    Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
-        pin_dir: PathBuf,
-        /// Output format: text, json (schema-versioned, stable field names) or
-        /// prometheus (text exposition format, e.g. for node_exporter's textfile collector)
-        #[arg(long, value_enum, default_value = "text")]
-        format: status::Format,
-        /// Same as --format json
-        #[arg(long, conflicts_with = "format")]
-        json: bool,
-        /// Write the report to FILE instead of stdout, atomically (temporary file and
-        /// rename: a reader never sees half of it)
-        #[arg(long, value_name = "FILE", value_parser = escape::path_arg)]
-        output: Option<PathBuf>,
-    },
-    /// Check kernel, cgroup v2, bpffs, privileges and conflicting modules
-    Doctor {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Find the LB's option format: watch the handshakes of a server's cgroup and
-    /// report the TCP options they carry, from where, and the --format and --trust
-    /// to load with. Attaches programs of its own beside a running `load`, gone on exit
-    Detect {
-        /// cgroup v2 directory where the server runs [default: --pid's cgroup, else the
-        /// one ttm is loaded on]; the root cgroup is watched only when named here
-        #[arg(long, value_name = "DIR", value_parser = escape::path_arg, conflicts_with = "pid")]
-        cgroup: Option<PathBuf>,
-        /// Watch the cgroup of this process, e.g. $(pidof -s nginx)
-        #[arg(long, value_name = "PID")]
-        pid: Option<u32>,
-        /// Where ttm is loaded; its cgroup is watched when neither --cgroup nor --pid is given
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, value_parser = escape::path_arg)]
-        pin_dir: PathBuf,
-        /// Stop after N seconds
-        #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
-        seconds: u64,
-        /// Stop after M completed handshakes
-        #[arg(long, value_name = "M", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-        handshakes: u64,
-        /// Machine-readable report (stable field names)
-        #[arg(long)]
-        json: bool,
-    },
-    /// Emulate a full-NAT LB: put a TCP option into the third ACK of
-    /// connections made from a cgroup
-    #[command(subcommand)]
-    Simulate(SimCmd),
-}
-
-#[derive(Subcommand)]
-enum SimCmd {
-    /// Attach the emulator to a client cgroup (again: change the option in place)
-    Start {
-        /// cgroup v2 directory of the client processes (never the root)
-        #[arg(long, value_name = "DIR", value_parser = escape::path_arg)]
-        cgroup: PathBuf,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
-        pin_dir: PathBuf,
-        /// Claimed client: IP:PORT, [IPv6]:PORT, or IP (port = each connection's own source port)
-        #[arg(long, value_name = "ADDR", value_parser = simulate::Claim::parse, required_unless_present = "raw", conflicts_with = "raw")]
-        client: Option<simulate::Claim>,
-        /// Option format for --client as KIND/LEN [default: 254/8 for IPv4, 254/20 for IPv6]
-        #[arg(long, value_name = "KIND/LEN", requires = "client")]
-        format: Option<String>,
-        /// Raw option bytes in hex (kind, length byte, data), written exactly as given
-        /// (then NOP-padded to 4 bytes); repeat up to 4 times. A last chunk of a lone
-        /// kind byte (`c9`) or length byte 1 (`c801`) builds a malformed list
-        #[arg(long, value_name = "HEX", value_parser = simulate::parse_hex)]
-        raw: Vec<Vec<u8>>,
-    },
-    /// Detach the emulator and remove its pins
-    Stop {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
-        pin_dir: PathBuf,
-    },
-    /// What the emulator is writing and has written
-    Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR, value_parser = escape::path_arg)]
-        pin_dir: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
-}
+/// `ttmctl --version`: the release, the commit it was built from and the
+/// SHA-256 of the embedded eBPF object, which tells two builds of the same
+/// version apart (build.rs sets both).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TTM_GIT_COMMIT"),
+    ", bpf sha256 ",
+    env!("TTM_BPF_SHA256"),
+    ")"
+);
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
@@ -199,7 +73,11 @@ fn run(cli: Cli) -> Result<()> {
             json,
             output,
         } => {
-            let format = if json { status::Format::Json } else { format };
+            let format = if json {
+                cli::StatusFormat::Json
+            } else {
+                format
+            };
             let code = status::run(&pin_dir, format, output.as_deref())?;
             std::process::exit(code)
         }

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::abi::{self, COUNTERS, TtmConfig, pins};
+use crate::cli::StatusFormat as Format;
 use crate::escape;
 use crate::objects::{ATTACHMENTS, Attachment, Part};
 use crate::pinned::{self, LinkView};
@@ -21,14 +22,6 @@ use crate::{atomic_file, cgroup, format, metrics};
 /// Version of the JSON document; bumped when a field changes meaning or
 /// goes away (new fields do not bump it).
 pub const SCHEMA: u32 = 1;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-    /// Prometheus text exposition format (node_exporter textfile collector)
-    Prometheus,
-}
 
 /// The overall verdict, and the exit code that carries it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
