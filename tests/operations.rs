@@ -696,6 +696,11 @@ fn the_service_check_writes_metrics_and_heals_a_restarted_service_cgroup() {
     let out = svc.run("stop");
     assert!(out.status.success(), "{out:?}");
     assert!(!pin.path().exists());
+    // The metrics file does not go on saying "loaded" once the timer
+    // that rewrites it has stopped with ttm.
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert!(prom.lines().any(|l| l == "ttm_loaded 0"), "{prom}");
+    assert_promtool_ok(&prom);
     let out = svc.run("check");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
 }

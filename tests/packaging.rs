@@ -510,7 +510,7 @@ fn deb_contents_and_control() {
         "/etc/ttm/ttm.conf\n"
     );
     let prerm = fs::read_to_string(ctl.path().join("prerm")).unwrap();
-    assert!(prerm.contains("ttm-service stop"), "{prerm}");
+    assert!(prerm.contains("ttm-service remove"), "{prerm}");
     assert!(
         prerm.contains("deb-systemd-invoke stop ttm-check.timer ttm-check.service ttm.service"),
         "{prerm}"
@@ -750,7 +750,7 @@ fn rpm_contents_and_scriptlets() {
         preun.contains("disable --now ttm-check.timer ttm-check.service ttm.service"),
         "{scripts}"
     );
-    assert!(preun.contains("ttm-service stop"), "{scripts}");
+    assert!(preun.contains("ttm-service remove"), "{scripts}");
     assert!(
         part("postuninstall").contains("try-reload-or-restart ttm.service"),
         "{scripts}"
@@ -1688,14 +1688,16 @@ fn install_load_preload_purge_leaves_nothing_behind() {
     let topo = Topology::new();
     let (id, _) = harness::unique_id();
     let pin = PinDir::new(&format!("ttm-pkg-{id}"));
+    let metrics = scratch.path().join("ttm.prom");
     let conf = format!(
         "{CONF_MARKER} (pid {})\nTRUST=\"{}/32 {}/128\"\nFORMATS=\"254/8 254/20\"\n\
-         CGROUP=\"{}\"\nREWRITE=yes\nPIN_DIR=\"{}\"\n",
+         CGROUP=\"{}\"\nREWRITE=yes\nPIN_DIR=\"{}\"\nMETRICS_FILE=\"{}\"\n",
         std::process::id(),
         topo.client_v4(),
         topo.client_v6(),
         topo.server_cgroup().display(),
-        pin.path().display()
+        pin.path().display(),
+        metrics.display()
     );
     fs::write("/etc/ttm/ttm.conf", conf).unwrap();
     assert_eq!(
@@ -1831,12 +1833,18 @@ fn install_load_preload_purge_leaves_nothing_behind() {
     // The installed kernel side parsed every connection's option.
     let st = status();
     assert_eq!(st["counters"]["found_v6"], 3, "ttmctl status --json: {st}");
+    // What ttm-check.timer runs: the metrics file says loaded.
+    tool(wrapper.to_str().unwrap(), &["check"]);
+    let prom = fs::read_to_string(&metrics).expect("ttm-service check wrote METRICS_FILE");
+    assert!(prom.lines().any(|l| l == "ttm_loaded 1"), "{prom}");
 
     // Purge: prerm unloads what ttm.conf's PIN_DIR holds, dpkg removes
     // every file it installed and the conffile, postrm the enablement.
     installed.purge();
     assert!(!package_installed(), "ttm still known to dpkg after purge");
     assert_nothing_left(topo.server_cgroup(), &[pin.path()]);
+    // ...and no metrics file goes on reporting on a removed ttm.
+    assert!(!metrics.exists(), "{} left after purge", metrics.display());
     for p in &listed {
         let path = Path::new(p);
         if preexisting_dirs.contains(p) {
