@@ -2,7 +2,7 @@
 # Both install missing system packages first (scripts/deps.sh, as root).
 CARGO ?= cargo
 
-.PHONY: deps build demo test test-kernels lint package bench
+.PHONY: deps build demo test test-kernels lint package image bench
 
 deps:
 	scripts/deps.sh
@@ -27,9 +27,17 @@ test: build lint
 test-kernels: deps
 	scripts/test-kernels.sh
 
-# .deb and .rpm in target/packages/, built against glibc 2.17 (scripts/package.sh)
+# .deb and .rpm for x86_64 and aarch64 in target/packages/, built against
+# glibc 2.17 (scripts/package.sh, docs/packaging.md)
 package: deps
-	scripts/package.sh
+	scripts/package.sh --arch x86_64
+	scripts/package.sh --arch aarch64
+
+# The DaemonSet's container image, with buildah (scripts/image.sh);
+# IMAGE= names it, BASE= the Debian image under it (BASE=mmdebstrap: one
+# built from Debian's mirror, for hosts without a container registry).
+image: deps
+	scripts/image.sh
 
 # One table: conn/s, nginx req/s, BPF ns per connection, syscalls and memory
 # per connection, each mode against no ttm in the same run (BENCHMARKS.md).

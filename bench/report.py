@@ -13,17 +13,25 @@ import statistics
 import sys
 import time
 
-MODES = ["base", "lib-none", "kernel", "lib-kmod", "lib-bpf"]
+MODES = ["base", "lib-none", "kernel", "lib-kmod", "lib-bpf", "kernel-nodefer"]
+VAR_MODES = ["base", "var-core", "var-hash", "var-fexit"]
 MODE_LABEL = {
     "base": "no ttm (baseline)",
     "lib-none": "libttm.so, nothing installed",
     "kernel": "kernel side",
     "lib-kmod": "kernel side + libttm.so (kmod)",
     "lib-bpf": "kernel side + libttm.so (bpf)",
+    "kernel-nodefer": "kernel side without ttm_deferred",
+    "var-core": "ttm_parse: sockops + SK_STORAGE (as shipped)",
+    "var-hash": "sockops + preallocated hash by socket cookie",
+    "var-fexit": "fexit tcp_v4/v6_syn_recv_sock + SK_STORAGE",
 }
-# Conn/s targets, as a share of the baseline.
-ACCEPT_TARGET = {"kernel": 0.95, "lib-none": 0.97, "lib-kmod": 0.97, "lib-bpf": 0.97}
+# Conn/s targets, as a share of the baseline (issue 13 for the kernel side).
+ACCEPT_TARGET = {"kernel": 0.98, "lib-none": 0.97, "lib-kmod": 0.97, "lib-bpf": 0.97}
 NGINX_CLOSE_TARGET = {m: 0.97 for m in MODES if m != "base"}
+NGINX_CLOSE_TARGET["kernel"] = 0.99
+# Established traffic with the kernel side loaded (issue 13).
+ESTAB_TARGET = {"kernel": 0.995, "kernel-nodefer": 0.995}
 PARSE_TARGET = 2.0
 
 
@@ -97,7 +105,7 @@ def main():
     skipped = [v for k, v in ((l.split("\t", 1) + [""])[:2] for l in open(sys.argv[2])) if k == "skipped"]
     table = []  # (measure, mode, median, minmax, vs, target, notes)
 
-    def throughput(kind, key, title, targets, digits=0, cost=False):
+    def throughput(kind, key, title, targets, digits=0, cost=False, modes=MODES):
         """cost: lower is better (CPU per connection); the ratio is then
         base / mode, the capacity the mode leaves, comparable to conn/s."""
         by = collections.defaultdict(dict)
@@ -110,7 +118,7 @@ def main():
                     notes[r["mode"]].add(r["note"])
         base = by.get("base", {})
         first = True
-        for m in MODES:
+        for m in modes:
             if m not in by:
                 continue
             vals = list(by[m].values())
@@ -131,8 +139,70 @@ def main():
         throughput("acceptcpu", key, f"accept loop, {what} ({CPU})", ACCEPT_TARGET, digits=1, cost=True)
     throughput("nginx", "close", "nginx, Connection: close (req/s = conn/s)", NGINX_CLOSE_TARGET)
     throughput("nginxcpu", "close", f"nginx, Connection: close ({CPU})", NGINX_CLOSE_TARGET, digits=1, cost=True)
-    throughput("nginx", "keepalive", "nginx, keep-alive (req/s)", {})
-    throughput("nginxcpu", "keepalive", "nginx, keep-alive (CPU µs per request; vs base = base/mode)", {}, digits=1, cost=True)
+    throughput("nginx", "keepalive", "nginx, keep-alive (req/s)", ESTAB_TARGET)
+    throughput("nginxcpu", "keepalive", "nginx, keep-alive (CPU µs per request; vs base = base/mode)", ESTAB_TARGET,
+               digits=1, cost=True)
+    throughput("bulk", "gbps", "established traffic: one iperf3 stream, both ends on one CPU (Gbit/s)", ESTAB_TARGET,
+               digits=2)
+    throughput("bulkcpu", "gb", "established traffic: one iperf3 stream (CPU ms per GB received, client+server "
+               "cgroups; vs base = base/mode)", ESTAB_TARGET, digits=1, cost=True)
+    # ttm_deferred on established traffic: bpf_stats per received segment,
+    # beside a do-nothing cgroup_skb program on the same segments (the
+    # floor, bpf_stats' own timing included), and what that is against the
+    # CPU a segment (bulk) or a request (keep-alive) costs without ttm.
+    perseg = {}
+    for r in rows:
+        if r["kind"] == "perseg":
+            f = dict(w.split("=", 1) for w in r["note"].split() if "=" in w)
+            perseg[(r["key"], r["mode"])] = (num(r["value"]), int(f.get("runs", 0)), int(f.get("segments", 0)),
+                                             int(f.get("requests", 0)))
+    kinds = (("bulk", "one iperf3 stream"), ("keepalive", "nginx keep-alive (wrk)"))
+    first = True
+    for key, label in kinds:
+        noop = perseg.get((key, "noop_skb"))
+        for prog, plabel in (("ttm_deferred", "ttm_deferred"), ("noop_skb", "do-nothing cgroup_skb")):
+            if (key, prog) not in perseg:
+                continue
+            ns, runs, segs, _ = perseg[(key, prog)]
+            vs = f"{ns / noop[0]:.2f}x" if noop and noop[0] else ""
+            table.append(("established traffic, per received segment (bpf_stats ns per run; vs base = vs a do-nothing "
+                          "cgroup_skb program on the same segments)" if first else "", f"{label}: {plabel}",
+                          fmt(ns, 1), "", vs, "", f"runs/segment {runs / max(segs, 1):.2f} ({runs:,} runs)"))
+            first = False
+
+    def med_of(kind, key, mode="base"):
+        vals = [num(r["value"]) for r in rows if r["kind"] == kind and r["key"] == key and r["mode"] == mode]
+        return statistics.median(vals) if vals else math.nan
+
+    seg_per_gb = []
+    for r in rows:
+        if r["kind"] == "bulk" and r["mode"] == "base":
+            f = dict(w.split("=", 1) for w in r["note"].split() if "=" in w)
+            if int(f.get("bytes", 0)):
+                seg_per_gb.append(int(f["segments"]) / (int(f["bytes"]) / 1e9))
+    base_unit = {
+        # CPU ns per received segment of the stream, per request of keep-alive.
+        "bulk": med_of("bulkcpu", "gb") * 1e6 / statistics.median(seg_per_gb) if seg_per_gb else math.nan,
+        "keepalive": med_of("nginxcpu", "keepalive") * 1000,
+    }
+    first = True
+    for key, label in kinds:
+        d, n = perseg.get((key, "ttm_deferred")), perseg.get((key, "noop_skb"))
+        if not d or math.isnan(base_unit[key]):
+            continue
+        ns, runs, segs, reqs = d
+        units = reqs if key == "keepalive" and reqs else segs
+        added = ns * runs / max(units, 1)
+        own = (ns - n[0]) * runs / max(units, 1) if n else math.nan
+        est, est_own = (base_unit[key] / (base_unit[key] + a) for a in (added, own))
+        unit = "request" if key == "keepalive" else "segment"
+        table.append(("estimated established-traffic capacity vs base with ttm_deferred: base CPU per segment or "
+                      "request ÷ (that + ttm_deferred's bpf_stats ns); median = added ns" if first else "",
+                      label, fmt(added, 1), "", fmt(est, 4), f"≥ 0.995: {'met' if est >= 0.995 else 'MISSED'}",
+                      f"base {base_unit[key]:,.0f} ns per {unit}; without bpf_stats' own share (ttm_deferred minus the "
+                      f"do-nothing program) {own:.1f} ns, {est_own:.4f}; the cgroup_skb hook's own dispatch is in "
+                      "neither"))
+        first = False
 
     # BPF: ns per connection, ratio to the do-nothing sockops of the same pass.
     bpf = collections.defaultdict(lambda: collections.defaultdict(dict))  # pass -> prog -> rep -> ns
@@ -174,6 +244,29 @@ def main():
             note = "runs/conn " + "/".join(sorted(runs[(pas, prog)]))
             table.append((titles[pas] if first else "", label, med, mm, vs, tgt, note))
             first = False
+
+    # Per-connection design variants (issue 13), side by side.
+    throughput("var", "c1", "per-connection design variants: accept loop, 1 client thread (conn/s)", {},
+               modes=VAR_MODES)
+    throughput("varcpu", "c1", f"per-connection design variants: accept loop, 1 client thread ({CPU})", {},
+               digits=1, cost=True, modes=VAR_MODES)
+    varbpf = collections.defaultdict(dict)
+    varnote = collections.defaultdict(set)
+    for r in rows:
+        if r["kind"] == "varbpf":
+            varbpf[r["mode"]][r["rep"]] = num(r["value"])
+            varnote[r["mode"]].add(r["note"].replace("runs/conn=", "runs/conn ").replace("found/conn=", "claims stored/conn "))
+    first = True
+    core = varbpf.get("var-core", {})
+    for m in VAR_MODES:
+        if m not in varbpf:
+            continue
+        med, mm = spread(list(varbpf[m].values()))
+        ratios = [v / core[rep] for rep, v in varbpf[m].items() if core.get(rep)]
+        vs = f"{fmt(statistics.median(ratios), 2)}x" if ratios else ""
+        table.append(("per-connection design variants: BPF ns per connection (bpf_stats; vs base = vs ttm_parse)"
+                      if first else "", MODE_LABEL[m], med, mm, vs, "", "; ".join(sorted(varnote[m]))))
+        first = False
 
     # One hooked call, timed in a tight loop.
     hook = collections.defaultdict(dict)
@@ -225,7 +318,7 @@ def main():
             base_cpu[what] = statistics.median(vals) * 1000  # ns
     first = True
     if base_cpu:
-        targets = {"kernel": 0.95, "lib-none": 0.97, "lib-kmod": 0.97, "lib-bpf": 0.97}
+        targets = {"kernel": 0.98, "lib-none": 0.97, "lib-kmod": 0.97, "lib-bpf": 0.97}
         for m in ("kernel", "lib-none", "lib-kmod", "lib-bpf"):
             if math.isnan(added[m]):
                 continue

@@ -8,8 +8,11 @@
  *   ttm_parse        sockops: parse the option of the packet that completed
  *                    the handshake, store struct ttm_peer in ttm_peers (or,
  *                    when that packet has none, the claim ttm_deferred kept)
- *   ttm_deferred     cgroup_skb/ingress: keep the claim of an ACK addressed
- *                    to a listener, for servers using TCP_DEFER_ACCEPT
+ *   ttm_deferred     cgroup_skb/ingress: the handshake packets ttm_parse
+ *                    cannot see. It keeps the claim of an ACK the kernel
+ *                    will drop (a TCP_DEFER_ACCEPT listener, a full accept
+ *                    queue) for ttm_parse, and reads the ACK of a Fast Open
+ *                    handshake, whose socket the SYN created
  *   ttm_getsockopt   cgroup/getsockopt: SOL_IP/1345 and IPPROTO_IP/4096
  *                    (ttm_getsockopt_compat: the same before Linux 5.18)
  *   ttm_getpeername4 cgroup/getpeername4: IPv4 client on AF_INET sockets
@@ -37,29 +40,53 @@
 #define SOL_IP 0
 #endif
 #define TCP_ESTABLISHED 1
+#define TCP_SYN_RECV 3
 #define TCP_CLOSE_WAIT 8
 #define TCP_LISTEN 10
+#define TCP_NEW_SYN_RECV 12
 #define TCPHDR_SYN 0x02
 #define TCPHDR_RST 0x04
 #define TCPHDR_ACK 0x10
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* The one kernel-internal field ttm reads: whether a listener has
- * TCP_DEFER_ACCEPT (the number of SYN-ACK retransmits to wait for data,
- * 0 when off). Only the path is declared; the loader relocates the offset
- * from the running kernel's BTF (CO-RE), so ttm_deferred needs
- * /sys/kernel/btf/vmlinux. */
+/* The kernel-internal fields ttm_deferred reads: a listener's
+ * TCP_DEFER_ACCEPT (SYN-ACK retransmits to wait for data, 0 when off) and
+ * accept queue fill; a request socket's initial sequence numbers; a Fast
+ * Open child's sequence state. Only the paths are declared; the loader
+ * relocates the offsets from the running kernel's BTF (CO-RE), so
+ * ttm_deferred needs /sys/kernel/btf/vmlinux. */
+struct sock {
+	__u32 sk_ack_backlog;
+	__u32 sk_max_ack_backlog;
+} __attribute__((preserve_access_index));
+
+struct inet_sock {
+	struct sock sk;
+} __attribute__((preserve_access_index));
+
 struct request_sock_queue {
 	__u8 rskq_defer_accept;
 } __attribute__((preserve_access_index));
 
 struct inet_connection_sock {
+	struct inet_sock icsk_inet;
 	struct request_sock_queue icsk_accept_queue;
 } __attribute__((preserve_access_index));
 
+struct request_sock;
+
 struct tcp_sock {
 	struct inet_connection_sock inet_conn;
+	__u32 rcv_nxt;
+	__u32 snd_una;
+	__u32 snd_nxt;
+	struct request_sock *fastopen_rsk;
+} __attribute__((preserve_access_index));
+
+struct tcp_request_sock {
+	__u32 rcv_isn;
+	__u32 snt_isn;
 } __attribute__((preserve_access_index));
 
 /* Per-socket real client. Freed by the kernel with the socket. Pinned by
@@ -87,10 +114,12 @@ struct {
 	__type(value, __u8);
 } ttm_trusted SEC(".maps");
 
-/* Claims of ACKs that reached a TCP_DEFER_ACCEPT listener, until the
- * connection they complete is created. Entries never taken (a handshake
- * reset before any data) are reclaimed by the LRU. Pinned by name like
- * ttm_peers, so a handshake in flight across a reload is still served. */
+/* Claims of ACKs the kernel drops (a TCP_DEFER_ACCEPT listener, a full
+ * accept queue), each checked against the request socket of its
+ * handshake, until the connection they complete is created. Entries never
+ * taken (a handshake reset before any data, an ACK that found room after
+ * all) are reclaimed by the LRU. Pinned by name like ttm_peers, so a
+ * handshake in flight across a reload is still served. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, TTM_STASH_MAX);
@@ -99,11 +128,27 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ttm_stash SEC(".maps");
 
+/* The same for syncookie handshakes (no request socket to check against;
+ * see TTM_STASH_COOKIE_MAX): apart, so that forged ACKs cannot evict the
+ * checked claims above. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TTM_STASH_COOKIE_MAX);
+	__type(key, struct ttm_conn_key);
+	__type(value, struct ttm_stash);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ttm_stash_cookie SEC(".maps");
+
+/* Pinned by name like ttm_peers, so a reload or an upgrade keeps the
+ * counts. Sized TTM_CNT_SLOTS, not TTM_CNT_MAX: a version that appends
+ * counters still finds the pinned map the right shape and reuses it. */
+_Static_assert(TTM_CNT_MAX <= TTM_CNT_SLOTS, "raise TTM_CNT_SLOTS (and the map is replaced once)");
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TTM_CNT_MAX);
+	__uint(max_entries, TTM_CNT_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ttm_counters SEC(".maps");
 
 static __always_inline void count(__u32 idx)
@@ -112,6 +157,15 @@ static __always_inline void count(__u32 idx)
 
 	if (c)
 		*c += 1; /* per-CPU slot: no atomic needed */
+}
+
+/* Value 1: trusted. Value 0 keeps the IPv4 (v4-mapped) space out of an
+ * IPv6 prefix that covers it, e.g. --trust ::/0 (ttm_cidr::trie_entries). */
+static __always_inline int trusted_key(struct ttm_trust_key *key)
+{
+	__u8 *v = bpf_map_lookup_elem(&ttm_trusted, key);
+
+	return v && *v == 1;
 }
 
 /* Is the packet's source (the LB's address) in the trusted prefixes? */
@@ -130,7 +184,7 @@ static __always_inline int trusted(struct bpf_sock_ops *skops)
 			       skops->remote_ip6[2], skops->remote_ip6[3] };
 		__builtin_memcpy(key.addr, a, 16);
 	}
-	return bpf_map_lookup_elem(&ttm_trusted, &key) != NULL;
+	return trusted_key(&key);
 }
 
 /* One 4-byte load of the sockops context at a constant offset. Plain C
@@ -173,27 +227,41 @@ static __always_inline void conn_key(struct bpf_sock_ops *skops,
 	key->remote_port = bpf_htons((__u16)bpf_ntohl(skops->remote_port));
 }
 
-/* The claim ttm_deferred kept for this socket's handshake, if any: taken
- * out of the stash, and used only if the ACK it came with is the one this
- * socket was created for (same sequence and acknowledgement numbers). */
+/* Takes the entry of `key` out of `stash`: 1 if it is this socket's
+ * (the ACK it came with is the one this socket was created for: same
+ * sequence and acknowledgement numbers) and copied to *peer, 0 if it is
+ * an earlier handshake's, -1 if there is none. */
+static __always_inline int take_from(void *stash, struct ttm_conn_key *key,
+				     struct bpf_sock_ops *skops,
+				     struct ttm_peer *peer)
+{
+	struct ttm_stash *st;
+	int match;
+
+	st = bpf_map_lookup_elem(stash, key);
+	if (!st)
+		return -1;
+	match = st->seq == skops->rcv_nxt && st->ack_seq == skops->snd_una;
+	if (match)
+		*peer = st->peer;
+	bpf_map_delete_elem(stash, key);
+	if (!match)
+		count(TTM_CNT_STASH_STALE);
+	return match;
+}
+
+/* The claim ttm_deferred kept for this socket's handshake, if any. */
 static __always_inline int take_stash(struct bpf_sock_ops *skops,
 				      struct ttm_peer *peer)
 {
 	struct ttm_conn_key key = {};
-	struct ttm_stash *st;
-	int match;
+	int r;
 
 	conn_key(skops, &key);
-	st = bpf_map_lookup_elem(&ttm_stash, &key);
-	if (!st)
-		return 0;
-	match = st->seq == skops->rcv_nxt && st->ack_seq == skops->snd_una;
-	if (match)
-		*peer = st->peer;
-	bpf_map_delete_elem(&ttm_stash, &key);
-	if (!match)
-		count(TTM_CNT_STASH_STALE);
-	return match;
+	r = take_from(&ttm_stash, &key, skops, peer);
+	if (r < 0)
+		r = take_from(&ttm_stash_cookie, &key, skops, peer);
+	return r > 0;
 }
 
 SEC("sockops")
@@ -221,9 +289,16 @@ int ttm_parse(struct bpf_sock_ops *skops)
 	}
 
 	res = parse_options(data, data_end, cfg->formats, &peer, &len);
+	if (res == PARSE_NONE && (((__u8 *)data)[13] & TCPHDR_SYN)) {
+		/* Fast Open: the SYN created the socket, the ACK that carries
+		 * the option comes later, and ttm_deferred reads it. */
+		count(cfg->flags & TTM_CFG_DEFER_ACCEPT ? TTM_CNT_FASTOPEN
+							: TTM_CNT_NO_OPTION);
+		return 1;
+	}
 	if (res == PARSE_NONE) {
-		/* TCP_DEFER_ACCEPT: the ACK with the option was dropped and
-		 * this is the first data segment. */
+		/* The ACK with the option was dropped (TCP_DEFER_ACCEPT, a
+		 * full accept queue) and this is a later packet. */
 		if (!(cfg->flags & TTM_CFG_DEFER_ACCEPT) ||
 		    !take_stash(skops, &peer)) {
 			count(TTM_CNT_NO_OPTION);
@@ -232,8 +307,9 @@ int ttm_parse(struct bpf_sock_ops *skops)
 		from_stash = 1;
 	}
 	/* If this packet has an option while ttm_deferred kept one for the
-	 * handshake (an LB writing it into data segments too, or a listener
-	 * that stopped deferring), the entry is left to the LRU: deleting it
+	 * handshake (an LB writing it into data segments too, a listener
+	 * that stopped deferring, an ACK that found room in the accept queue
+	 * after all), the entry is left to the LRU: deleting it
 	 * costs a hash operation on every connection, and no other handshake
 	 * can take it (take_stash() checks the sequence numbers). */
 	if (res == PARSE_MALFORMED) {
@@ -276,95 +352,272 @@ static __always_inline int trusted_src(const __u32 src[4])
 	struct ttm_trust_key key = { .prefixlen = 128 };
 
 	__builtin_memcpy(key.addr, src, 16);
-	return bpf_map_lookup_elem(&ttm_trusted, &key) != NULL;
+	return trusted_key(&key);
 }
 
-/* An ACK on its way to a TCP_DEFER_ACCEPT listener, which will drop it if
- * it carries no data: parse and check it as ttm_parse would, keep a good
- * claim in ttm_stash. */
-static __attribute__((noinline)) int stash_claim(struct __sk_buff *skb)
+/* A packet of a handshake as ttm_deferred reads it: the connection as the
+ * server sees it, and in st the claim of its options with its sequence and
+ * acknowledgement numbers. */
+struct hs_packet {
+	struct ttm_conn_key key;
+	struct ttm_stash st;
+	__u32 v6; /* came over IPv6 */
+};
+
+enum claim_result {
+	CLAIM_NONE,        /* not an ACK (a SYN, a reset, not TCP over IP) */
+	CLAIM_NO_OPTION,   /* an ACK without a known option */
+	CLAIM_FOUND,       /* an ACK with a usable claim, from a trusted source */
+	CLAIM_MALFORMED,
+	CLAIM_BAD_ADDRESS,
+	CLAIM_UNTRUSTED,
+};
+
+/* Reads the IP and TCP headers of skb into *p and parses and checks its
+ * options as ttm_parse would. Direct packet access starts at the network
+ * header. */
+static __attribute__((noinline)) int read_handshake(struct __sk_buff *skb,
+						    struct hs_packet *p)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct ttm_conn_key key = {};
-	struct ttm_stash st = {};
 	struct ttm_config *cfg;
 	struct tcphdr *th;
 	__u32 zero = 0, len = 0, ihl;
 	int res;
 
-	/* Direct packet access starts at the network header. */
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = data;
 
 		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP)
-			return 0;
+			return CLAIM_NONE;
 		ihl = ip->ihl * 4;
 		if (ihl < sizeof(*ip))
-			return 0;
-		key.local[2] = bpf_htonl(0xffff);
-		key.local[3] = ip->daddr;
-		key.remote[2] = bpf_htonl(0xffff);
-		key.remote[3] = ip->saddr;
+			return CLAIM_NONE;
+		p->key.local[2] = bpf_htonl(0xffff);
+		p->key.local[3] = ip->daddr;
+		p->key.remote[2] = bpf_htonl(0xffff);
+		p->key.remote[3] = ip->saddr;
 		th = data + ihl;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data;
 
 		/* Extension headers are not followed. */
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
-			return 0;
-		__builtin_memcpy(key.local, &ip6->daddr, 16);
-		__builtin_memcpy(key.remote, &ip6->saddr, 16);
+			return CLAIM_NONE;
+		__builtin_memcpy(p->key.local, &ip6->daddr, 16);
+		__builtin_memcpy(p->key.remote, &ip6->saddr, 16);
+		p->v6 = 1;
 		th = (void *)(ip6 + 1);
 	} else {
-		return 0;
+		return CLAIM_NONE;
 	}
 	if ((void *)(th + 1) > data_end)
-		return 0;
+		return CLAIM_NONE;
 	/* The ACK that completes a handshake: not a SYN, not a reset. */
 	if ((((__u8 *)th)[13] & (TCPHDR_SYN | TCPHDR_RST | TCPHDR_ACK)) !=
 	    TCPHDR_ACK)
-		return 0;
+		return CLAIM_NONE;
+	p->key.local_port = th->dest;
+	p->key.remote_port = th->source;
+	p->st.seq = bpf_ntohl(th->seq);
+	p->st.ack_seq = bpf_ntohl(th->ack_seq);
 
 	cfg = bpf_map_lookup_elem(&ttm_config, &zero);
 	if (!cfg)
-		return 0;
-	res = parse_options(th, data_end, cfg->formats, &st.peer, &len);
+		return CLAIM_NONE;
+	res = parse_options(th, data_end, cfg->formats, &p->st.peer, &len);
 	if (res == PARSE_NONE)
+		return CLAIM_NO_OPTION;
+	if (res == PARSE_MALFORMED)
+		return CLAIM_MALFORMED;
+	if (!normalize(&p->st.peer))
+		return CLAIM_BAD_ADDRESS;
+	if ((cfg->flags & TTM_CFG_TRUST_ENFORCED) && !trusted_src(p->key.remote))
+		return CLAIM_UNTRUSTED;
+	return CLAIM_FOUND;
+}
+
+enum handshake_kind {
+	HS_REQUEST,  /* a request socket whose SYN and SYN-ACK this ACK answers */
+	HS_LISTENER, /* no request socket: a syncookie ACK, or forged */
+	HS_OTHER,    /* anything else: a request socket of another SYN, ... */
+};
+
+/* Which handshake in progress, if any, the ACK *p belongs to: the socket
+ * lookup the kernel is about to make, and for a request socket the check
+ * tcp_check_req() makes (the ACK answers its SYN-ACK, in sequence). */
+static __always_inline int handshake_of(struct __sk_buff *skb,
+					const struct hs_packet *p)
+{
+	struct bpf_sock_tuple t = {};
+	struct tcp_request_sock *req;
+	struct bpf_sock *s;
+	int kind = HS_OTHER;
+
+	if (p->v6) {
+		__builtin_memcpy(t.ipv6.saddr, p->key.remote, 16);
+		__builtin_memcpy(t.ipv6.daddr, p->key.local, 16);
+		t.ipv6.sport = p->key.remote_port;
+		t.ipv6.dport = p->key.local_port;
+		s = bpf_skc_lookup_tcp(skb, &t, sizeof(t.ipv6),
+				       BPF_F_CURRENT_NETNS, 0);
+	} else {
+		t.ipv4.saddr = p->key.remote[3];
+		t.ipv4.daddr = p->key.local[3];
+		t.ipv4.sport = p->key.remote_port;
+		t.ipv4.dport = p->key.local_port;
+		s = bpf_skc_lookup_tcp(skb, &t, sizeof(t.ipv4),
+				       BPF_F_CURRENT_NETNS, 0);
+	}
+	if (!s)
+		return HS_OTHER;
+	if (s->state == TCP_LISTEN) {
+		kind = HS_LISTENER;
+	} else if (s->state == TCP_NEW_SYN_RECV) {
+		req = bpf_skc_to_tcp_request_sock(s);
+		if (req && req->rcv_isn + 1 == p->st.seq &&
+		    req->snt_isn + 1 == p->st.ack_seq)
+			kind = HS_REQUEST;
+	}
+	bpf_sk_release(s);
+	return kind;
+}
+
+/* Why a listener's ACKs are kept (ttm_deferred). */
+#define KEEP_DEFER 1 /* TCP_DEFER_ACCEPT: the bare ACK is dropped */
+#define KEEP_FULL 2  /* the accept queue is full, or this ACK fills it */
+
+/* An ACK on its way to a listener that will drop it: keep a good claim
+ * for ttm_parse, if the ACK belongs to a handshake in progress (forged
+ * ACKs must not evict real claims from the LRU). */
+static __attribute__((noinline)) int stash_claim(struct __sk_buff *skb,
+						 __u32 why)
+{
+	struct hs_packet p = {};
+	int res;
+
+	res = read_handshake(skb, &p);
+	if (res == CLAIM_NONE || res == CLAIM_NO_OPTION)
 		return 0; /* a direct client, or a data segment after the ACK */
-	if (res == PARSE_MALFORMED || !normalize(&st.peer) ||
-	    ((cfg->flags & TTM_CFG_TRUST_ENFORCED) && !trusted_src(key.remote))) {
+	if (res != CLAIM_FOUND) {
 		count(TTM_CNT_STASH_REFUSED);
 		return 0;
 	}
-	key.local_port = th->dest;
-	key.remote_port = th->source;
-	st.seq = bpf_ntohl(th->seq);
-	st.ack_seq = bpf_ntohl(th->ack_seq);
-	if (bpf_map_update_elem(&ttm_stash, &key, &st, BPF_ANY))
-		count(TTM_CNT_STASH_FAILED);
-	else
-		count(TTM_CNT_STASHED);
+	switch (handshake_of(skb, &p)) {
+	case HS_REQUEST:
+		if (bpf_map_update_elem(&ttm_stash, &p.key, &p.st, BPF_ANY))
+			count(TTM_CNT_STASH_FAILED);
+		else
+			count(TTM_CNT_STASHED);
+		return 0;
+	case HS_LISTENER:
+		/* A syncookie ACK the full queue will drop, or a forged one.
+		 * Otherwise (TCP_DEFER_ACCEPT does not apply to cookies) the
+		 * kernel creates the socket from this ACK, and ttm_parse
+		 * reads it there. */
+		if (!(why & KEEP_FULL))
+			break;
+		if (bpf_map_update_elem(&ttm_stash_cookie, &p.key, &p.st, BPF_ANY))
+			count(TTM_CNT_STASH_FAILED);
+		else
+			count(TTM_CNT_STASH_COOKIE);
+		return 0;
+	}
+	count(TTM_CNT_STASH_UNMATCHED);
 	return 0;
 }
 
-/* Runs for every packet delivered to a socket of the cgroup: everything
- * but packets addressed to a listener leaves at the first test, and
- * everything but those of a TCP_DEFER_ACCEPT listener at the second (a
- * listener without it creates the connection from the ACK itself, and
- * ttm_parse reads the option there). Never drops anything. */
+/* A packet reaching a Fast Open child, which its SYN created before the
+ * ACK carrying the option arrived: store the claim of the packet that
+ * completes the handshake, unless the SYN had one. The child is
+ * established, and no longer seen here, from that packet on. */
+static __attribute__((noinline)) int fastopen_claim(struct __sk_buff *skb,
+						    struct bpf_sock *sk)
+{
+	struct hs_packet p = {};
+	struct ttm_peer *stored;
+	struct tcp_sock *tp;
+	struct bpf_sock *fsk;
+	int res;
+
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp || !tp->fastopen_rsk)
+		return 0;
+	fsk = bpf_sk_fullsock(sk);
+	if (!fsk || bpf_sk_storage_get(&ttm_peers, fsk, 0, 0))
+		return 0;
+	res = read_handshake(skb, &p);
+	if (res == CLAIM_NONE)
+		return 0;
+	/* Only the packet TCP accepts as the end of the handshake: in
+	 * sequence, acknowledging the SYN-ACK (the child's snd_una starts
+	 * past it) and nothing never sent. */
+	if (p.st.seq != tp->rcv_nxt ||
+	    p.st.ack_seq - tp->snd_una > tp->snd_nxt - tp->snd_una)
+		return 0;
+	switch (res) {
+	case CLAIM_NO_OPTION:
+		count(TTM_CNT_NO_OPTION);
+		return 0;
+	case CLAIM_MALFORMED:
+		count(TTM_CNT_MALFORMED);
+		return 0;
+	case CLAIM_BAD_ADDRESS:
+		count(TTM_CNT_BAD_ADDRESS);
+		return 0;
+	case CLAIM_UNTRUSTED:
+		count(TTM_CNT_UNTRUSTED);
+		return 0;
+	}
+	stored = bpf_sk_storage_get(&ttm_peers, fsk, &p.st.peer,
+				    BPF_SK_STORAGE_GET_F_CREATE);
+	if (!stored) {
+		count(TTM_CNT_STORAGE_FAILED);
+		return 0;
+	}
+	*stored = p.st.peer;
+	count(p.st.peer.af == AF_INET ? TTM_CNT_FOUND_V4 : TTM_CNT_FOUND_V6);
+	count(TTM_CNT_FASTOPEN_CLAIM);
+	return 0;
+}
+
+/* Runs for every packet delivered to a socket of the cgroup. Established
+ * traffic leaves at the state test: only listeners and Fast Open children
+ * (full sockets still in SYN_RECV) go further, and of the listeners only
+ * those that will drop a bare ACK: with TCP_DEFER_ACCEPT, or with an
+ * accept queue full or one connection from it (a listener with room
+ * creates the connection from the ACK itself, and ttm_parse reads the
+ * option there). Never drops anything. */
 SEC("cgroup_skb/ingress")
 int ttm_deferred(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk = skb->sk;
 	struct tcp_sock *tp;
+	__u32 state, why = 0;
 
-	if (!sk || sk->state != TCP_LISTEN)
+	if (!sk)
+		return 1;
+	state = sk->state;
+	if (state == TCP_SYN_RECV) {
+		fastopen_claim(skb, sk);
+		return 1;
+	}
+	if (state != TCP_LISTEN)
 		return 1;
 	tp = bpf_skc_to_tcp_sock(sk); /* NULL for a listener of another protocol */
-	if (!tp || !tp->inet_conn.icsk_accept_queue.rskq_defer_accept)
+	if (!tp)
 		return 1;
-	stash_claim(skb);
+	if (tp->inet_conn.icsk_accept_queue.rskq_defer_accept)
+		why |= KEEP_DEFER;
+	/* The kernel drops the ACK when sk_ack_backlog > sk_max_ack_backlog
+	 * (sk_acceptq_is_full). One more is kept, in case another CPU fills
+	 * the last place between here and there. */
+	if (tp->inet_conn.icsk_inet.sk.sk_ack_backlog >=
+	    tp->inet_conn.icsk_inet.sk.sk_max_ack_backlog)
+		why |= KEEP_FULL;
+	if (why)
+		stash_claim(skb, why);
 	return 1;
 }
 

@@ -45,11 +45,14 @@ enum ttm_config_flags {
 	TTM_CFG_TRUST_ENFORCED = 1 << 0,
 	/* getpeername4/6 programs attached (informational for status). */
 	TTM_CFG_REWRITE = 1 << 1,
-	/* ttm_deferred attached: the parser may take a claim from ttm_stash. */
+	/* ttm_deferred attached: the parser may take a claim it kept, and it
+	 * reads the ACK of Fast Open handshakes. */
 	TTM_CFG_DEFER_ACCEPT = 1 << 2,
+	/* --trust any: every source on purpose (status gives no warning). */
+	TTM_CFG_TRUST_ANY = 1 << 3,
 	/* ttm_getsockopt_compat attached instead of ttm_getsockopt
 	 * (informational for status). */
-	TTM_CFG_GETSOCKOPT_COMPAT = 1 << 3,
+	TTM_CFG_GETSOCKOPT_COMPAT = 1 << 4,
 };
 
 /* Kernel features `ttmctl load` found missing, in ttm_config.missing. The
@@ -76,11 +79,14 @@ struct ttm_trust_key {
 };
 #define TTM_TRUST_MAX 1024
 
-/* TCP_DEFER_ACCEPT: the kernel drops the bare third ACK (the one carrying
- * the option) and creates the socket from the first data segment. The
- * claim is read from that ACK on its way to the listener and kept here,
- * keyed by the connection, until the parser takes it. Addresses as seen
- * by the server: IPv4 v4-mapped (::ffff:a.b.c.d), network order. */
+/* Two ways the kernel drops the third ACK (the one carrying the option)
+ * and creates the socket later from a packet without it: a listener with
+ * TCP_DEFER_ACCEPT (the first data segment creates it), and a listener
+ * whose accept queue is full (the next packet of the handshake that finds
+ * room creates it). The claim is read from that ACK on its way to the
+ * listener and kept, keyed by the connection, until the parser takes it.
+ * Addresses as seen by the server: IPv4 v4-mapped (::ffff:a.b.c.d),
+ * network order. */
 struct ttm_conn_key {
 	__u32 local[4];
 	__u32 remote[4];
@@ -97,6 +103,16 @@ struct ttm_stash {
 	__u32 ack_seq;
 };
 #define TTM_STASH_MAX 16384
+/* Claims of ACKs that match no request socket but reach a listener whose
+ * accept queue is full: a syncookie handshake the kernel will drop, which
+ * nothing can tell from a forged ACK before the kernel checks the cookie.
+ * Kept apart (ttm_stash_cookie) so that forged ACKs can only ever evict
+ * each other, never a claim checked against its request socket. */
+#define TTM_STASH_COOKIE_MAX 4096
+
+/* Slots of the pinned ttm_counters map: fixed, and more than enum
+ * ttm_counter uses, so the map outlives versions that add counters. */
+#define TTM_CNT_SLOTS 64
 
 /* One counter per outcome; ttmctl prints them by these names. */
 enum ttm_counter {
@@ -114,11 +130,15 @@ enum ttm_counter {
 	TTM_CNT_REWRITE4,        /* getpeername4/accept rewritten */
 	TTM_CNT_REWRITE6,        /* getpeername6/accept rewritten */
 	/* Added later: kept at the end so the indices above stay. */
-	TTM_CNT_STASHED,         /* claim of an ACK to a listener kept in ttm_stash */
+	TTM_CNT_STASHED,         /* claim of an ACK to a listener, checked against its request socket, kept in ttm_stash */
 	TTM_CNT_STASH_REFUSED,   /* ACK to a listener: option malformed, bad or untrusted */
 	TTM_CNT_STASH_FAILED,    /* ttm_stash could not take the claim */
 	TTM_CNT_FROM_STASH,      /* handshake completed without option, claim from ttm_stash */
 	TTM_CNT_STASH_STALE,     /* ttm_stash entry of an earlier handshake on the same 4-tuple, not used */
+	TTM_CNT_STASH_UNMATCHED, /* ACK to a listener matching no handshake in progress: claim not kept */
+	TTM_CNT_STASH_COOKIE,    /* ACK to a full listener, no request socket (syncookie): kept in ttm_stash_cookie */
+	TTM_CNT_FASTOPEN,        /* Fast Open SYN created the socket without a claim: the handshake's ACK is read */
+	TTM_CNT_FASTOPEN_CLAIM,  /* Fast Open: claim read from the handshake's ACK after the SYN created the socket */
 	TTM_CNT_MAX,
 };
 

@@ -30,7 +30,8 @@
  *           or the program is not in TTM_PROGRAMS (ttm_backend() says which)
  *   ENOENT  no real client is recorded for this socket: not TCP, not
  *           accepted through the load balancer, or the balancer sent none
- *   EPERM   TTM_TRUSTED is set and the socket's LB-side address is not in it
+ *   EPERM   the socket's LB-side address is outside the trust list (TTM_TRUSTED,
+ *           or the one `ttmctl load --trust` exported)
  *   EINVAL  a NULL pointer argument
  *   EBADF, ENOTSOCK, ...  the kernel's error for a bad descriptor
  */
@@ -87,12 +88,14 @@ const char *ttm_backend(void);
 /* The library's version, e.g. "0.1.0". */
 const char *ttm_version(void);
 
-/* Counters of what the hooks did: index 0 is "rewritten", the others name
- * each reason an address was left as the kernel returned it (e.g.
+/* Counters of what the hooks did: index 0 is "rewritten", the next ones
+ * name each reason an address was left as the kernel returned it (e.g.
  * "no_room_for_ipv6": the buffer cannot hold a sockaddr_in6; "widening_off":
- * TTM_WIDEN keeps this program from being given one). New counters are
- * added at the end. Iterate from 0 until it returns -1 (errno EINVAL).
- * name and value may be NULL. */
+ * TTM_WIDEN keeps this program from being given one); every hooked call
+ * counts in exactly one of these. Then "lookups": the backend questions
+ * (one syscall each) the hooks asked. New counters are added at the end.
+ * Iterate from 0 until it returns -1 (errno EINVAL). name and value may
+ * be NULL. */
 int ttm_stat(unsigned int index, const char **name, unsigned long long *value);
 
 #ifdef __cplusplus

@@ -1,10 +1,16 @@
 //! Where the real client comes from, chosen once at load time.
 //!
-//! - `bpf`: the eBPF kit's pinned SK_STORAGE map, looked up by socket fd
-//!   (one bpf(2) call per lookup; works for any kernel-side setup the kit
-//!   was loaded with, without privileges where the pin is readable).
-//! - `kmod`: `getsockopt(fd, SOL_IP, 1345)`, answered by the vendor's
-//!   kgwttm module or by the eBPF kit's cgroup/getsockopt program. With a
+//! - `bpf`: the ttm eBPF kit (found by its pins at load time), asked
+//!   `getsockopt(fd, SOL_IP, 1345)`: its cgroup/getsockopt program answers
+//!   from the socket's own storage. The library keeps no map fd: a number
+//!   it kept could be closed by a daemon and reused for another object
+//!   (another map, a file, a socket), or name a map `ttmctl unload` and
+//!   `load` have since replaced, and the kernel would answer for that
+//!   object instead. The question names only the socket, so it always
+//!   reaches whichever ttm programs serve the socket's cgroup now, needs
+//!   no privilege on any kernel, and costs the same one syscall as a map
+//!   lookup did (BENCHMARKS.md).
+//! - `kmod`: the same question for the vendor's kgwttm module. With a
 //!   module named `toa` (DPVS and its forks, which rewrite IPv4 clients in
 //!   the kernel and answer only the NAT64 ABI) it asks
 //!   `getsockopt(fd, IPPROTO_IP, 4096)` instead, the one question that
@@ -12,19 +18,17 @@
 //! - `none` (nothing installed) and `off` (turned off): hooks cost nothing
 //!   beyond the real call.
 //!
-//! Every backend only ever has data for TCP sockets (the map is filled by
-//! a sockops program, getsockopt answers come from the TCP option), which
-//! is what lets the hooks skip an SO_TYPE/SO_PROTOCOL syscall: a UDP
-//! socket simply gets "nothing".
+//! Every backend only ever has data for TCP sockets (the kit parses TCP
+//! options, the modules answer for TCP sockets), which is what lets the
+//! hooks skip an SO_TYPE/SO_PROTOCOL syscall: a UDP socket simply gets
+//! "nothing".
 
 use std::ffi::CStr;
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use libc::{c_int, socklen_t};
 
-use crate::bpf;
 use crate::config::BackendChoice;
 use crate::errno;
 use crate::peer::{TOA_SO_GET_LOOKUP, TTM_SO_GET_PEER, ToaNat64Peer, TtmPeer};
@@ -45,9 +49,8 @@ pub enum Backend {
     /// Nothing usable is installed.
     None,
     Kmod(KmodAbi),
-    Bpf {
-        map_fd: c_int,
-    },
+    /// The ttm eBPF kit, through its getsockopt answer.
+    Bpf,
 }
 
 /// What a lookup found.
@@ -74,22 +77,21 @@ impl Backend {
             Backend::Off => c"off",
             Backend::None => c"none",
             Backend::Kmod(_) => c"kmod",
-            Backend::Bpf { .. } => c"bpf",
+            Backend::Bpf => c"bpf",
         }
     }
 }
 
 impl PeerSource for Backend {
     fn in_use(&self) -> bool {
-        matches!(self, Backend::Kmod(_) | Backend::Bpf { .. })
+        matches!(self, Backend::Kmod(_) | Backend::Bpf)
     }
 
     fn lookup(&self, fd: c_int) -> Lookup {
         let _errno = errno::Guard::save();
         let found = match *self {
             Backend::Off | Backend::None => return Lookup::Nothing,
-            Backend::Bpf { map_fd } => bpf::lookup_peer(map_fd, fd),
-            Backend::Kmod(KmodAbi::Ttm) => getsockopt_ttm(fd),
+            Backend::Bpf | Backend::Kmod(KmodAbi::Ttm) => getsockopt_ttm(fd),
             Backend::Kmod(KmodAbi::Nat64) => getsockopt_nat64(fd),
         };
         match found {
@@ -172,20 +174,15 @@ pub struct Selection {
 
 /// What the host has, gathered once (and faked in tests).
 pub trait Host {
-    fn open_map(&self, path: &CStr) -> io::Result<c_int>;
     /// Names of loaded kernel modules.
     fn modules(&self) -> Vec<String>;
     fn exists(&self, path: &Path) -> bool;
 }
 
-/// The real host: bpf(2), /proc/modules, stat.
+/// The real host: /proc/modules, access(2).
 pub struct RealHost;
 
 impl Host for RealHost {
-    fn open_map(&self, path: &CStr) -> io::Result<c_int> {
-        bpf::open_peer_map(path)
-    }
-
     fn modules(&self) -> Vec<String> {
         read_small_file(c"/proc/modules")
             .lines()
@@ -202,76 +199,53 @@ impl Host for RealHost {
     }
 }
 
-/// Reads a /proc file with open/read, not std::fs: std sizes its buffer
-/// with statx/fstat64, which would raise the library's glibc baseline
-/// (fstat64 is GLIBC_2.33) for one load-time read.
 fn read_small_file(path: &CStr) -> String {
-    let mut out = Vec::new();
-    // SAFETY: open(2) on a NUL-terminated path.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return String::new();
-    }
-    let mut chunk = [0u8; 4096];
-    loop {
-        // SAFETY: reads into a live buffer of its own length.
-        let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
-        if n > 0 {
-            out.extend_from_slice(&chunk[..n as usize]);
-        } else if n < 0 && errno::get() == libc::EINTR {
-            continue;
-        } else {
-            break;
-        }
-    }
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&crate::small_file::read(path).unwrap_or_default()).into_owned()
 }
 
 /// Vendor modules we know, in order of preference, and their ABI.
 const MODULES: [(&str, KmodAbi); 2] = [("kgwttm", KmodAbi::Ttm), ("toa", KmodAbi::Nat64)];
 
-/// The pin of the eBPF kit's getsockopt program, beside its map.
-const KIT_GETSOCKOPT_PIN: &str = "link_getsockopt";
+/// Pins `ttmctl load` always makes: their presence says the kit is loaded
+/// there (one is enough: a reader may see the directory half-replaced by
+/// a concurrent reload).
+pub const KIT_PINS: [&str; 2] = ["ttm_peers", "link_getsockopt"];
 
-pub fn select(choice: BackendChoice, map: &CStr, host: &impl Host) -> Selection {
-    let map_path = Path::new(std::ffi::OsStr::from_bytes(map.to_bytes()));
-    let map_name = map_path.display();
+/// Whether `pin_dir` holds the ttm eBPF kit's pins.
+pub fn kit_at(pin_dir: &Path, host: &impl Host) -> bool {
+    KIT_PINS.iter().any(|p| host.exists(&pin_dir.join(p)))
+}
+
+/// Picks the backend. `pin_dir` is where the kit is pinned (TTM_PIN_DIR,
+/// or TTM_BPF_MAP's directory).
+pub fn select(choice: BackendChoice, pin_dir: &Path, host: &impl Host) -> Selection {
+    let dir = pin_dir.display();
     let module = || {
         let loaded = host.modules();
         MODULES
             .into_iter()
             .find(|(name, _)| loaded.iter().any(|l| l == name))
     };
-    // The kit is there even when its map is not readable to us: its pin
-    // is visible, or its getsockopt program is pinned beside it.
-    let kit_present = || {
-        host.exists(map_path)
-            || map_path
-                .parent()
-                .is_some_and(|dir| host.exists(&dir.join(KIT_GETSOCKOPT_PIN)))
-    };
     let pick = |backend, why: String| Selection {
         backend,
         why,
         warning: None,
     };
+    const ASKED: &str =
+        "asking getsockopt(SOL_IP, 1345), which its cgroup/getsockopt program answers";
     match choice {
         BackendChoice::Off => pick(Backend::Off, "TTM_BACKEND=off".into()),
-        BackendChoice::Bpf => match host.open_map(map) {
-            Ok(map_fd) => pick(
-                Backend::Bpf { map_fd },
-                format!("TTM_BACKEND=bpf: pinned map {map_name} opened read-only"),
-            ),
-            Err(e) => Selection {
-                backend: Backend::None,
-                why: format!("TTM_BACKEND=bpf but pinned map {map_name} cannot be used ({e})"),
-                warning: Some(format!(
-                    "TTM_BACKEND=bpf but pinned map {map_name} cannot be used ({e}); \
-                     addresses stay as the kernel reports them"
-                )),
-            },
+        BackendChoice::Bpf if kit_at(pin_dir, host) => pick(
+            Backend::Bpf,
+            format!("TTM_BACKEND=bpf: ttm eBPF kit pinned at {dir}; {ASKED}"),
+        ),
+        BackendChoice::Bpf => Selection {
+            backend: Backend::None,
+            why: format!("TTM_BACKEND=bpf but no ttm eBPF kit is pinned at {dir}"),
+            warning: Some(format!(
+                "TTM_BACKEND=bpf but no ttm eBPF kit is pinned at {dir} (TTM_PIN_DIR, \
+                 TTM_BPF_MAP); addresses stay as the kernel reports them"
+            )),
         },
         BackendChoice::Kmod => match module() {
             Some((name, abi)) => pick(
@@ -286,35 +260,23 @@ pub fn select(choice: BackendChoice, map: &CStr, host: &impl Host) -> Selection 
             ),
         },
         BackendChoice::Auto => {
-            let map_err = match host.open_map(map) {
-                Ok(map_fd) => {
-                    return pick(
-                        Backend::Bpf { map_fd },
-                        format!("auto: pinned map {map_name} opened read-only"),
-                    );
-                }
-                Err(e) => e,
-            };
+            if kit_at(pin_dir, host) {
+                return pick(
+                    Backend::Bpf,
+                    format!("auto: ttm eBPF kit pinned at {dir}; {ASKED}"),
+                );
+            }
             if let Some((name, abi)) = module() {
                 return pick(
                     Backend::Kmod(abi),
-                    format!("auto: kernel module {name} loaded (pinned map {map_name}: {map_err})"),
-                );
-            }
-            if kit_present() {
-                return pick(
-                    Backend::Kmod(KmodAbi::Ttm),
-                    format!(
-                        "auto: ttm eBPF kit present but pinned map {map_name} not readable \
-                         ({map_err}); using its getsockopt answer"
-                    ),
+                    format!("auto: kernel module {name} loaded (no ttm eBPF kit pinned at {dir})"),
                 );
             }
             pick(
                 Backend::None,
                 format!(
-                    "auto: nothing installed (pinned map {map_name}: {map_err}; \
-                     no kgwttm or toa module; no ttm eBPF program)"
+                    "auto: nothing installed (no ttm eBPF kit pinned at {dir}; \
+                     no kgwttm or toa module)"
                 ),
             )
         }
@@ -326,15 +288,11 @@ mod tests {
     use super::*;
 
     struct FakeHost {
-        map: Result<c_int, c_int>,
         modules: Vec<&'static str>,
         files: Vec<&'static str>,
     }
 
     impl Host for FakeHost {
-        fn open_map(&self, _: &CStr) -> io::Result<c_int> {
-            self.map.map_err(io::Error::from_raw_os_error)
-        }
         fn modules(&self) -> Vec<String> {
             self.modules.iter().map(|s| s.to_string()).collect()
         }
@@ -343,54 +301,34 @@ mod tests {
         }
     }
 
-    const MAP: &CStr = c"/sys/fs/bpf/ttm/ttm_peers";
+    const DIR: &str = "/sys/fs/bpf/ttm";
 
-    fn host(
-        map: Result<c_int, c_int>,
-        modules: &[&'static str],
-        files: &[&'static str],
-    ) -> FakeHost {
+    fn host(modules: &[&'static str], files: &[&'static str]) -> FakeHost {
         FakeHost {
-            map,
             modules: modules.to_vec(),
             files: files.to_vec(),
         }
     }
 
+    fn auto(h: &FakeHost) -> Selection {
+        select(BackendChoice::Auto, Path::new(DIR), h)
+    }
+
     #[test]
-    fn auto_prefers_the_map_then_modules_then_the_kit() {
-        let s = select(BackendChoice::Auto, MAP, &host(Ok(9), &["kgwttm"], &[]));
-        assert_eq!(s.backend, Backend::Bpf { map_fd: 9 });
-        let s = select(
-            BackendChoice::Auto,
-            MAP,
-            &host(Err(libc::ENOENT), &["x", "kgwttm"], &[]),
-        );
+    fn auto_prefers_the_kit_then_modules() {
+        let map = "/sys/fs/bpf/ttm/ttm_peers";
+        let link = "/sys/fs/bpf/ttm/link_getsockopt";
+        for pins in [&[map][..], &[link], &[map, link]] {
+            let s = auto(&host(&["kgwttm"], pins));
+            assert_eq!(s.backend, Backend::Bpf, "{pins:?}");
+            assert!(s.why.contains("pinned at /sys/fs/bpf/ttm"), "{}", s.why);
+        }
+        let s = auto(&host(&["x", "kgwttm"], &[]));
         assert_eq!(s.backend, Backend::Kmod(KmodAbi::Ttm));
         assert!(s.why.contains("kgwttm"), "{}", s.why);
-        let s = select(
-            BackendChoice::Auto,
-            MAP,
-            &host(Err(libc::ENOENT), &["toa"], &[]),
-        );
+        let s = auto(&host(&["toa"], &["/sys/fs/bpf/other/ttm_peers"]));
         assert_eq!(s.backend, Backend::Kmod(KmodAbi::Nat64));
-        let s = select(
-            BackendChoice::Auto,
-            MAP,
-            &host(Err(libc::EPERM), &[], &["/sys/fs/bpf/ttm/ttm_peers"]),
-        );
-        assert_eq!(s.backend, Backend::Kmod(KmodAbi::Ttm));
-        let s = select(
-            BackendChoice::Auto,
-            MAP,
-            &host(Err(libc::ENOENT), &[], &["/sys/fs/bpf/ttm/link_getsockopt"]),
-        );
-        assert_eq!(s.backend, Backend::Kmod(KmodAbi::Ttm));
-        let s = select(
-            BackendChoice::Auto,
-            MAP,
-            &host(Err(libc::ENOENT), &["toa_other"], &[]),
-        );
+        let s = auto(&host(&["toa_other"], &["/sys/fs/bpf/ttm/link_parse"]));
         assert_eq!(s.backend, Backend::None);
         assert!(s.why.contains("nothing installed"), "{}", s.why);
         assert!(s.warning.is_none());
@@ -398,14 +336,16 @@ mod tests {
 
     #[test]
     fn explicit_choices() {
-        let s = select(BackendChoice::Off, MAP, &host(Ok(3), &["kgwttm"], &[]));
-        assert_eq!(s.backend, Backend::Off);
-        let s = select(BackendChoice::Bpf, MAP, &host(Err(libc::ENOENT), &[], &[]));
+        let dir = Path::new(DIR);
+        let kit = host(&["kgwttm"], &["/sys/fs/bpf/ttm/ttm_peers"]);
+        assert_eq!(select(BackendChoice::Off, dir, &kit).backend, Backend::Off);
+        assert_eq!(select(BackendChoice::Bpf, dir, &kit).backend, Backend::Bpf);
+        let s = select(BackendChoice::Bpf, dir, &host(&["kgwttm"], &[]));
         assert_eq!(s.backend, Backend::None);
         assert!(s.warning.is_some());
-        let s = select(BackendChoice::Kmod, MAP, &host(Ok(3), &[], &[]));
+        let s = select(BackendChoice::Kmod, dir, &kit);
         assert_eq!(s.backend, Backend::Kmod(KmodAbi::Ttm));
-        let s = select(BackendChoice::Kmod, MAP, &host(Ok(3), &["toa"], &[]));
+        let s = select(BackendChoice::Kmod, dir, &host(&["toa"], &[]));
         assert_eq!(s.backend, Backend::Kmod(KmodAbi::Nat64));
     }
 
@@ -414,24 +354,27 @@ mod tests {
         assert_eq!(Backend::Off.name(), c"off");
         assert_eq!(Backend::None.name(), c"none");
         assert_eq!(Backend::Kmod(KmodAbi::Ttm).name(), c"kmod");
-        assert_eq!(Backend::Bpf { map_fd: 1 }.name(), c"bpf");
+        assert_eq!(Backend::Bpf.name(), c"bpf");
         assert!(!Backend::None.in_use());
+        assert!(Backend::Bpf.in_use());
         assert_eq!(Backend::None.lookup(0), Lookup::Nothing);
     }
 
     #[test]
-    fn kmod_on_a_plain_socket_finds_nothing_and_keeps_errno() {
+    fn getsockopt_on_a_plain_socket_finds_nothing_and_keeps_errno() {
         // SAFETY: plain socket(2); closed below.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
         assert!(fd >= 0);
         errno::set(1234);
-        assert_eq!(Backend::Kmod(KmodAbi::Ttm).lookup(fd), Lookup::Nothing);
-        assert_eq!(Backend::Kmod(KmodAbi::Nat64).lookup(fd), Lookup::Nothing);
-        assert_eq!(errno::get(), 1234);
-        assert_eq!(
-            Backend::Kmod(KmodAbi::Ttm).lookup(-1),
-            Lookup::Failed(libc::EBADF)
-        );
+        for b in [
+            Backend::Bpf,
+            Backend::Kmod(KmodAbi::Ttm),
+            Backend::Kmod(KmodAbi::Nat64),
+        ] {
+            assert_eq!(b.lookup(fd), Lookup::Nothing, "{b:?}");
+            assert_eq!(errno::get(), 1234);
+            assert_eq!(b.lookup(-1), Lookup::Failed(libc::EBADF), "{b:?}");
+        }
         // SAFETY: fd is ours.
         unsafe { libc::close(fd) };
     }

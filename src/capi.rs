@@ -5,7 +5,8 @@
 //!   not in TTM_PROGRAMS);
 //! - ENOENT: no real client recorded for this socket (not TCP, not from
 //!   the LB, or the LB sent none);
-//! - EPERM: TTM_TRUSTED is set and the socket's LB-side address is not in it;
+//! - EPERM: the socket's LB-side address is outside the trust list
+//!   (TTM_TRUSTED, or the one `ttmctl load --trust` exported);
 //! - EINVAL: a NULL pointer argument;
 //! - EBADF, ENOTSOCK, ...: the backend's own error for a bad fd.
 
@@ -77,8 +78,9 @@ pub unsafe extern "C" fn ttm_get_peer(
     if addr.is_null() || addrlen.is_null() {
         return fail(libc::EINVAL);
     }
-    // SAFETY: addrlen is non-NULL and readable per the contract.
-    let buf_len = unsafe { addrlen.read() };
+    // SAFETY: addrlen is non-NULL and readable per the contract; callers
+    // may pass it unaligned, as to getpeername.
+    let buf_len = unsafe { addrlen.read_unaligned() };
     match lookup(fd) {
         Ok((_, client)) => {
             // SAFETY: addr holds buf_len writable bytes per the contract.
@@ -127,8 +129,9 @@ pub extern "C" fn ttm_version() -> *const c_char {
 }
 
 /// `int ttm_stat(unsigned index, const char **name, unsigned long long *value)`:
-/// counter `index` (0 = "rewritten", then one per pass-through reason);
-/// -1/EINVAL past the last. Either out pointer may be NULL.
+/// counter `index` (0 = "rewritten", then one per pass-through reason,
+/// then "lookups": backend questions the hooks asked); -1/EINVAL past
+/// the last. Either out pointer may be NULL.
 ///
 /// # Safety
 /// Non-NULL `name` and `value` must be writable.
@@ -158,7 +161,7 @@ pub unsafe extern "C" fn ttm_stat(
 
 /// NUL-terminated copies of the counter names (checked against
 /// `passthrough::stat` in a test).
-const STAT_NAMES: [&core::ffi::CStr; 17] = [
+const STAT_NAMES: [&core::ffi::CStr; 18] = [
     c"rewritten",
     c"not_ready",
     c"inactive",
@@ -176,6 +179,7 @@ const STAT_NAMES: [&core::ffi::CStr; 17] = [
     c"trust_unknown",
     c"no_room_for_ipv6",
     c"widening_off",
+    c"lookups",
 ];
 
 #[cfg(test)]

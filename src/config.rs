@@ -6,20 +6,25 @@
 //! |---|---|---|
 //! | TTM_DISABLE | 1/true/yes/on, 0/false/no/off | off (library active) |
 //! | TTM_PROGRAMS | comma list of program names | every program |
-//! | TTM_TRUSTED | comma list of CIDRs or addresses | every LB address |
+//! | TTM_TRUSTED | CIDRs or addresses, comma and/or space separated | the list `ttmctl load --trust` exported, else every LB address |
 //! | TTM_BACKEND | auto, kmod, bpf, off | auto |
-//! | TTM_BPF_MAP | absolute path of the pinned map | /sys/fs/bpf/ttm/ttm_peers |
+//! | TTM_PIN_DIR | absolute path of the kit's pin directory | /sys/fs/bpf/ttm |
+//! | TTM_BPF_MAP | absolute path of the kit's peer map (its directory is the pin dir) | /sys/fs/bpf/ttm/ttm_peers |
+//! | TTM_RUN_DIR | absolute path where `ttmctl load` exports the trust list | /run/ttm |
 //! | TTM_LOG | off, error, warn, info, debug | warn |
 //! | TTM_LOG_FORMAT | text, json | text |
 //! | TTM_WIDEN | auto, on, off | auto |
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-use crate::cidr::Cidr;
 use crate::log::Level;
+use ttm_cidr::Cidr;
 
-pub const DEFAULT_BPF_MAP: &str = "/sys/fs/bpf/ttm/ttm_peers";
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ttm";
+/// Where `ttmctl load` exports the trust list (as ttmctl's own default).
+pub const DEFAULT_RUN_DIR: &str = "/run/ttm";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendChoice {
@@ -44,10 +49,14 @@ pub struct Config {
     pub disabled: bool,
     /// None: every program.
     pub programs: Option<Vec<String>>,
-    /// None: every LB address is trusted.
+    /// TTM_TRUSTED. None: not set, so the list `ttmctl load` exported
+    /// applies, or (without one) every LB address is trusted.
     pub trusted: Option<Vec<Cidr>>,
     pub backend: BackendChoice,
-    pub bpf_map: CString,
+    /// Where the eBPF kit is pinned: TTM_PIN_DIR, or TTM_BPF_MAP's directory.
+    pub pin_dir: PathBuf,
+    /// TTM_RUN_DIR: where ttmctl exports the trust list.
+    pub run_dir: PathBuf,
     pub log_level: Level,
     pub log_json: bool,
     pub widen: WidenChoice,
@@ -138,29 +147,24 @@ impl Config {
             None => None,
             Some(v) if v.trim().is_empty() => None,
             Some(v) => {
+                // One syntax with `ttmctl load --trust` and TRUST= in
+                // ttm.conf (ttm_cidr::entries); a bad entry is named and
+                // skipped, the rest still apply.
                 let mut list = Vec::new();
-                let mut bad = Vec::new();
-                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                    match item.parse::<Cidr>() {
+                let mut problems = Vec::new();
+                for entry in ttm_cidr::entries(&v) {
+                    match Cidr::parse(entry) {
                         Ok(c) => list.push(c),
-                        Err(_) => bad.push(item),
+                        Err(e) => problems.push(format!("{e}: ignored")),
                     }
                 }
-                if !bad.is_empty() || list.is_empty() {
-                    let mut problem = String::new();
-                    if !bad.is_empty() {
-                        problem =
-                            format!("{} ignored ({})", bad.join(", "), crate::cidr::CidrError);
-                    }
-                    if list.is_empty() {
-                        if !problem.is_empty() {
-                            problem.push_str("; ");
-                        }
-                        problem.push_str(
-                            "no valid entry: trusting no LB address (nothing is rewritten)",
-                        );
-                    }
-                    warn("TTM_TRUSTED", &v, problem);
+                if list.is_empty() {
+                    problems.push(
+                        "no valid entry: trusting no LB address (nothing is rewritten)".into(),
+                    );
+                }
+                if !problems.is_empty() {
+                    warn("TTM_TRUSTED", &v, problems.join("; "));
                 }
                 Some(list)
             }
@@ -195,32 +199,37 @@ impl Config {
                 }
             },
         };
-        let default_map = || CString::new(DEFAULT_BPF_MAP).expect("no NUL in a constant");
-        let bpf_map = match get("TTM_BPF_MAP") {
-            None => default_map(),
-            Some(v) if v.is_empty() => default_map(),
-            Some(v) => {
-                let bytes = v.as_bytes();
-                match CString::new(bytes) {
-                    Ok(c) if bytes.starts_with(b"/") && bytes.len() < libc::PATH_MAX as usize => c,
-                    _ => {
-                        warn(
-                            "TTM_BPF_MAP",
-                            &String::from_utf8_lossy(bytes),
-                            format!("expected an absolute path; using {DEFAULT_BPF_MAP}"),
-                        );
-                        default_map()
-                    }
-                }
+        // A path setting: absolute (relative to what? the server's cwd
+        // is nobody's intent), or the default with a warning.
+        let mut path = |var: &'static str, default: &str| -> Option<PathBuf> {
+            let v = get(var).filter(|v| !v.is_empty())?;
+            let bytes = v.as_bytes();
+            if bytes.starts_with(b"/") && bytes.len() < libc::PATH_MAX as usize {
+                return Some(PathBuf::from(v));
             }
+            warn(
+                var,
+                &String::from_utf8_lossy(bytes),
+                format!("expected an absolute path; using {default}"),
+            );
+            None
         };
+        let pin_dir = path("TTM_PIN_DIR", DEFAULT_PIN_DIR)
+            .or_else(|| {
+                let map = path("TTM_BPF_MAP", "/sys/fs/bpf/ttm/ttm_peers")?;
+                map.parent().map(Path::to_owned)
+            })
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR));
+        let run_dir =
+            path("TTM_RUN_DIR", DEFAULT_RUN_DIR).unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR));
         (
             Config {
                 disabled,
                 programs,
                 trusted,
                 backend,
-                bpf_map,
+                pin_dir,
+                run_dir,
                 log_level,
                 log_json,
                 widen,
@@ -289,7 +298,8 @@ mod tests {
         assert_eq!(c.programs, None);
         assert_eq!(c.trusted, None);
         assert_eq!(c.backend, BackendChoice::Auto);
-        assert_eq!(c.bpf_map.to_str().unwrap(), DEFAULT_BPF_MAP);
+        assert_eq!(c.pin_dir, Path::new(DEFAULT_PIN_DIR));
+        assert_eq!(c.run_dir, Path::new(DEFAULT_RUN_DIR));
         assert_eq!(c.log_level, Level::Warn);
         assert!(!c.log_json);
         assert!(c.program_selected(&["anything"]));
@@ -304,6 +314,7 @@ mod tests {
             ("TTM_TRUSTED", "10.0.0.0/8, 2001:db8::/32"),
             ("TTM_BACKEND", "bpf"),
             ("TTM_BPF_MAP", "/sys/fs/bpf/x/y"),
+            ("TTM_RUN_DIR", "/tmp/run"),
             ("TTM_LOG", "debug"),
             ("TTM_LOG_FORMAT", "json"),
             ("TTM_WIDEN", " OFF "),
@@ -317,7 +328,8 @@ mod tests {
         );
         assert_eq!(c.trusted.as_ref().map(Vec::len), Some(2));
         assert_eq!(c.backend, BackendChoice::Bpf);
-        assert_eq!(c.bpf_map.to_str().unwrap(), "/sys/fs/bpf/x/y");
+        assert_eq!(c.pin_dir, Path::new("/sys/fs/bpf/x"));
+        assert_eq!(c.run_dir, Path::new("/tmp/run"));
         assert_eq!(c.log_level, Level::Debug);
         assert!(c.log_json);
         assert!(c.program_selected(&["python3", "server.py"]));
@@ -333,6 +345,7 @@ mod tests {
             ("TTM_TRUSTED", "10.0.0.0/8,bogus"),
             ("TTM_BACKEND", "bfp"),
             ("TTM_BPF_MAP", "relative/path"),
+            ("TTM_RUN_DIR", "run"),
             ("TTM_LOG", "loud"),
             ("TTM_LOG_FORMAT", "xml"),
             ("TTM_WIDEN", "yes"),
@@ -348,7 +361,8 @@ mod tests {
                 "TTM_TRUSTED",
                 "TTM_BACKEND",
                 "TTM_WIDEN",
-                "TTM_BPF_MAP"
+                "TTM_BPF_MAP",
+                "TTM_RUN_DIR"
             ]
         );
         assert_eq!(c.widen, WidenChoice::Auto);
@@ -357,16 +371,45 @@ mod tests {
         assert!(!c.program_selected(&["nginx"]));
         assert_eq!(c.trusted.as_ref().map(Vec::len), Some(1));
         assert_eq!(c.backend, BackendChoice::Auto);
-        assert_eq!(c.bpf_map.to_str().unwrap(), DEFAULT_BPF_MAP);
+        assert_eq!(c.pin_dir, Path::new(DEFAULT_PIN_DIR));
+        assert_eq!(c.run_dir, Path::new(DEFAULT_RUN_DIR));
         assert_eq!(c.log_level, Level::Warn);
         assert!(!c.log_json);
+    }
+
+    #[test]
+    fn the_pin_dir_comes_from_ttm_pin_dir_first_then_the_maps_directory() {
+        let (c, w) = parse(&[
+            ("TTM_PIN_DIR", "/sys/fs/bpf/a"),
+            ("TTM_BPF_MAP", "/sys/fs/bpf/b/ttm_peers"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.pin_dir, Path::new("/sys/fs/bpf/a"));
+        let (c, w) = parse(&[("TTM_PIN_DIR", "a"), ("TTM_BPF_MAP", "/b/ttm_peers")]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(c.pin_dir, Path::new("/b"));
+        let (c, _) = parse(&[("TTM_BPF_MAP", "/")]);
+        assert_eq!(c.pin_dir, Path::new(DEFAULT_PIN_DIR));
+    }
+
+    #[test]
+    fn trust_list_takes_commas_and_spaces_and_names_a_bad_entry() {
+        let (c, w) = parse(&[("TTM_TRUSTED", "10.0.0.0/8 2001:db8::/32, 10.1.0.1/16")]);
+        assert_eq!(c.trusted.as_ref().map(Vec::len), Some(2));
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].problem.contains("\"10.1.0.1/16\"") && w[0].problem.contains("10.1.0.0/16"),
+            "{w:?}"
+        );
     }
 
     #[test]
     fn all_bad_trust_list_trusts_nothing() {
         let (c, w) = parse(&[("TTM_TRUSTED", "x,y")]);
         assert_eq!(w.len(), 1);
-        assert!(w[0].problem.contains("x, y ignored"), "{w:?}");
+        assert!(w[0].problem.contains("\"x\": not an IPv4"), "{w:?}");
+        assert!(w[0].problem.contains("\"y\": not an IPv4"), "{w:?}");
+        assert!(w[0].problem.contains("trusting no LB address"), "{w:?}");
         assert_eq!(c.trusted, Some(vec![]));
     }
 

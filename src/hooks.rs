@@ -10,14 +10,15 @@ use core::sync::atomic::AtomicBool;
 
 use libc::{c_int, sockaddr, socklen_t};
 
+use crate::addrlen;
 use crate::backend::{Lookup, PeerSource};
-use crate::cidr::Cidr;
 use crate::errno;
 use crate::interpose::interpose;
 use crate::log::{self, Level, Value};
 use crate::passthrough::{self, Passthrough};
 use crate::rewrite::{self, Returned};
 use crate::sockaddr::{FAMILY_LEN, SockAddr};
+use ttm_cidr::Cidr;
 
 interpose! {
     /// accept(2), with the real client in `*addr`.
@@ -77,7 +78,8 @@ pub struct Hooks<S> {
     /// False under TTM_DISABLE=1 or when TTM_PROGRAMS does not name us.
     pub active: bool,
     pub source: S,
-    /// TTM_TRUSTED; None trusts every LB address.
+    /// The trust list: TTM_TRUSTED, or the one `ttmctl load --trust`
+    /// exported; None trusts every LB address.
     pub trusted: Option<Vec<Cidr>>,
     /// TTM_WIDEN, resolved for this program: whether an IPv6 client may be
     /// shown on an AF_INET socket as a sockaddr_in6.
@@ -101,28 +103,13 @@ impl Call {
     }
 }
 
-/// The caller's buffer size, read before the call because the kernel
-/// replaces it with the true length. None when either pointer is NULL: the
-/// caller wants no address, and we spend no syscall on it.
-///
-/// # Safety
-/// `addrlen`, if not NULL, must be readable: the accept/getpeername
-/// contract (a caller passing an address buffer must pass its length).
-unsafe fn buffer_len(addr: *mut sockaddr, addrlen: *mut socklen_t) -> Option<socklen_t> {
-    if addr.is_null() || addrlen.is_null() {
-        return None;
-    }
-    // SAFETY: per the function's contract.
-    Some(unsafe { addrlen.read() })
-}
-
 fn hooks() -> Option<&'static Hooks<crate::backend::Backend>> {
     crate::init::STATE.get()
 }
 
 unsafe fn on_accept(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> c_int {
     // SAFETY: the caller's arguments, under accept(2)'s contract.
-    let buf_len = unsafe { buffer_len(addr, addrlen) };
+    let buf_len = unsafe { addrlen::before_call(addr, addrlen) };
     // SAFETY: forwarded unchanged, once.
     let ret = unsafe { next::call::accept(fd, addr, addrlen) };
     // SAFETY: the real call's own arguments and result.
@@ -137,7 +124,7 @@ unsafe fn on_accept4(
     flags: c_int,
 ) -> c_int {
     // SAFETY: the caller's arguments, under accept4(2)'s contract.
-    let buf_len = unsafe { buffer_len(addr, addrlen) };
+    let buf_len = unsafe { addrlen::before_call(addr, addrlen) };
     // SAFETY: forwarded unchanged, once.
     let ret = unsafe { next::call::accept4(fd, addr, addrlen, flags) };
     // SAFETY: the real call's own arguments and result.
@@ -147,7 +134,7 @@ unsafe fn on_accept4(
 
 unsafe fn on_getpeername(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> c_int {
     // SAFETY: the caller's arguments, under getpeername(2)'s contract.
-    let buf_len = unsafe { buffer_len(addr, addrlen) };
+    let buf_len = unsafe { addrlen::before_call(addr, addrlen) };
     // SAFETY: forwarded unchanged, once.
     let ret = unsafe { next::call::getpeername(fd, addr, addrlen) };
     // SAFETY: the real call's own arguments and result.
@@ -267,7 +254,7 @@ unsafe fn rewrite_in_place<S: PeerSource>(
         return Err(Passthrough::NoBackend);
     }
     // SAFETY: the real call succeeded, so the kernel wrote the true length.
-    let true_len = unsafe { addrlen.read() };
+    let true_len = unsafe { addrlen::after_call(addrlen) };
     if buf_len < FAMILY_LEN || true_len < FAMILY_LEN {
         return Err(Passthrough::FamilyHidden);
     }
@@ -277,16 +264,17 @@ unsafe fn rewrite_in_place<S: PeerSource>(
     if !matches!(i32::from(returned.family()), libc::AF_INET | libc::AF_INET6) {
         return Err(Passthrough::NotInet);
     }
-    // With TTM_TRUSTED, an address outside the LB list is left as it is
-    // whatever the backend would say (decide() would refuse it), so the
-    // lookup, a syscall, is skipped: connections the kernel side already
-    // rewrote, and direct clients, cost nothing.
+    // With a trust list, an address outside it is left as it is whatever
+    // the backend would say (decide() would refuse it), so the lookup, a
+    // syscall, is skipped: connections the kernel side already rewrote,
+    // and direct clients, cost nothing.
     if let Some(list) = hooks.trusted.as_deref()
         && let Some(lb) = returned.socket_addr()
         && !list.iter().any(|c| c.contains(lb.ip().to_canonical()))
     {
         return Err(Passthrough::Untrusted);
     }
+    passthrough::count_lookup();
     let peer = match hooks.source.lookup(sock) {
         Lookup::Found(peer) => peer,
         Lookup::Nothing => return Err(Passthrough::NoPeer),

@@ -4,12 +4,16 @@
 //! handlers and after fork).
 
 use std::ffi::CStr;
+use std::path::Path;
 use std::sync::OnceLock;
 
-use crate::backend::{self, Backend, RealHost};
+use ttm_cidr::Cidr;
+
+use crate::backend::{self, Backend, PeerSource, RealHost};
 use crate::config::Config;
 use crate::hooks::{self, Hooks};
 use crate::log::{self, Level, Value};
+use crate::trust_export::{self, Exported};
 
 pub static STATE: OnceLock<Hooks<Backend>> = OnceLock::new();
 
@@ -108,7 +112,7 @@ pub fn load() {
         inactive("TTM_DISABLE is set: pass-through");
         return;
     }
-    let selection = backend::select(config.backend, &config.bpf_map, &RealHost);
+    let selection = backend::select(config.backend, &config.pin_dir, &RealHost);
     if let Some(warning) = &selection.warning {
         log::event(
             Level::Warn,
@@ -133,16 +137,6 @@ pub fn load() {
             ("why", Value::Text(&selection.why)),
         ],
     );
-    if let Some(list) = &config.trusted {
-        let mut shown = String::new();
-        for c in list {
-            if !shown.is_empty() {
-                shown.push(',');
-            }
-            shown.push_str(&c.to_string());
-        }
-        log::event(Level::Info, "trusted", &[("prefixes", Value::Text(&shown))]);
-    }
     let (widen, widen_why) = config.widening(&[&argv0, &comm]);
     if !widen {
         // Said only when it departs from the rule (an IPv6 client shown
@@ -156,10 +150,97 @@ pub fn load() {
             ],
         );
     }
+    let trusted = if selection.backend.in_use() {
+        trusted(config.trusted, &config.run_dir, &config.pin_dir)
+    } else {
+        // Nothing will be looked up: what the list would spare is nothing.
+        config.trusted
+    };
     let _ = STATE.set(Hooks {
         active: true,
         source: selection.backend,
-        trusted: config.trusted,
+        trusted,
         widen,
     });
+}
+
+/// The trust list the hooks apply: TTM_TRUSTED when set, else the one the
+/// kit's `ttmctl load` exported, else none (every LB address). Logged.
+fn trusted(from_env: Option<Vec<Cidr>>, run_dir: &Path, pin_dir: &Path) -> Option<Vec<Cidr>> {
+    let file = trust_export::path(run_dir, pin_dir)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let shown = |list: &[Cidr]| {
+        list.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if let Some(list) = from_env {
+        log::event(
+            Level::Info,
+            "trusted",
+            &[
+                ("prefixes", Value::Text(&shown(&list))),
+                ("from", Value::Show(&"TTM_TRUSTED")),
+            ],
+        );
+        return Some(list);
+    }
+    match trust_export::read(run_dir, pin_dir, &RealHost) {
+        Ok(Exported::Only(list)) => {
+            log::event(
+                Level::Info,
+                "trusted",
+                &[
+                    ("prefixes", Value::Text(&shown(&list))),
+                    ("from", Value::Text(&file)),
+                ],
+            );
+            Some(list)
+        }
+        Ok(Exported::Any) => {
+            log::event(
+                Level::Info,
+                "trusted",
+                &[
+                    ("prefixes", Value::Text("any")),
+                    ("from", Value::Text(&file)),
+                ],
+            );
+            None
+        }
+        Ok(Exported::Missing) => {
+            log::event(
+                Level::Info,
+                "trusted",
+                &[
+                    ("prefixes", Value::Text("any")),
+                    (
+                        "why",
+                        Value::Text(&format!(
+                            "no TTM_TRUSTED and no list exported at {file}: every LB address is looked up"
+                        )),
+                    ),
+                ],
+            );
+            None
+        }
+        Err(why) => {
+            log::event(
+                Level::Warn,
+                "trust_export",
+                &[
+                    ("file", Value::Text(&file)),
+                    (
+                        "why",
+                        Value::Text(&format!(
+                            "{why}; ignored: every LB address is looked up (TTM_TRUSTED overrides)"
+                        )),
+                    ),
+                ],
+            );
+            None
+        }
+    }
 }

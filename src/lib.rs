@@ -10,26 +10,27 @@
 //! Module map, one concept each:
 //! - [`interpose`]: the macro that exports a hook and finds the real symbol
 //! - [`hooks`]: the three hooks and what they do after the real call
+//! - [`addrlen`]: the caller's length pointer, read before the call
 //! - [`rewrite`]: the pure decision "what should the caller see"
 //! - [`passthrough`]: every reason a hook leaves the kernel's answer, counted
 //! - [`sockaddr`]: one owned socket address with POSIX copy-out
 //! - [`peer`]: the vendor's `struct ttm_peer`
-//! - [`backend`]: where the real client comes from (bpf map, getsockopt)
-//! - [`bpf`]: the bpf(2) calls behind the `bpf` backend
+//! - [`backend`]: where the real client comes from (the eBPF kit or a vendor
+//!   module, both asked through getsockopt)
 //! - [`config`]: the environment, read once
-//! - [`cidr`]: `TTM_TRUSTED` prefixes
+//! - [`trust_export`]: the trust list `ttmctl load` exports, read once
 //! - [`log`]: async-signal-safe one-line logging to stderr
 //! - [`capi`]: `ttm_get_peer` and friends
 //! - [`errno`]: keeping the caller's errno intact
+//! - [`small_file`]: load-time reads of /proc and /run files
 
 #![cfg(target_os = "linux")]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod addrlen;
 pub mod backend;
-pub mod bpf;
 pub mod capi;
-pub mod cidr;
 pub mod config;
 pub mod errno;
 pub mod hooks;
@@ -39,4 +40,6 @@ pub mod log;
 pub mod passthrough;
 pub mod peer;
 pub mod rewrite;
+pub mod small_file;
 pub mod sockaddr;
+pub mod trust_export;

@@ -143,63 +143,100 @@ impl Write for Line {
     }
 }
 
-/// Escapes a JSON string body on the way into a [`Line`].
-struct JsonEscape<'a>(&'a mut Line);
-
-impl Write for JsonEscape<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut start = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let esc: &[u8] = match b {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0..=0x1f => b"\\u0000",
-                _ => continue,
-            };
-            self.0.push(&s.as_bytes()[start..i]);
-            if esc == b"\\u0000" {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                self.0.push(&[
+/// How a character must be written so that a line never carries a control
+/// character (C0, DEL, C1: ESC and CSI sequences drive terminals; CR and
+/// LF split lines) or an ambiguous quote, whatever a value holds (values
+/// come from the environment and from the program's name, both chosen by
+/// whoever starts the process). `quote`: the quote character of the field
+/// (text: only inside quoted text; JSON: always).
+fn escape(c: char, json: bool, quote: bool) -> Option<([u8; 6], usize)> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = |e: u8| Some(([b'\\', e, 0, 0, 0, 0], 2));
+    match c {
+        '\\' => short(b'\\'),
+        '"' if quote => short(b'"'),
+        '\n' => short(b'n'),
+        '\r' => short(b'r'),
+        '\t' => short(b't'),
+        '\0'..='\x1f' | '\x7f' if !json => {
+            let b = c as u8;
+            Some((
+                [
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                    0,
+                    0,
+                ],
+                4,
+            ))
+        }
+        '\0'..='\x1f' | '\x7f'..='\u{9f}' => {
+            let b = c as u8;
+            Some((
+                [
                     b'\\',
                     b'u',
                     b'0',
                     b'0',
                     HEX[usize::from(b >> 4)],
                     HEX[usize::from(b & 15)],
-                ]);
-            } else {
-                self.0.push(esc);
-            }
-            start = i + 1;
+                ],
+                6,
+            ))
         }
-        self.0.push(&s.as_bytes()[start..]);
+        _ => None,
+    }
+}
+
+/// Escapes text on its way into a [`Line`], per [`escape`]; each escape
+/// arrives as one short push, so a cut line never ends inside one.
+struct Escaped<'a> {
+    line: &'a mut Line,
+    json: bool,
+    quote: bool,
+}
+
+impl Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut start = 0;
+        for (i, c) in s.char_indices() {
+            if let Some((esc, n)) = escape(c, self.json, self.quote) {
+                self.line.push(&s.as_bytes()[start..i]);
+                self.line.push(&esc[..n]);
+                start = i + c.len_utf8();
+            }
+        }
+        self.line.push(&s.as_bytes()[start..]);
         Ok(())
     }
 }
 
-/// Text-format free text: quoted, with quotes and newlines escaped so one
-/// event stays one line.
-struct TextQuote<'a>(&'a mut Line);
+/// A JSON string body.
+fn json_str(line: &mut Line) -> Escaped<'_> {
+    Escaped {
+        line,
+        json: true,
+        quote: true,
+    }
+}
 
-impl Write for TextQuote<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for part in s.split_inclusive(['"', '\n']) {
-            match part.as_bytes().last() {
-                Some(b'"') => {
-                    self.0.push(&part.as_bytes()[..part.len() - 1]);
-                    self.0.push(b"\\\"");
-                }
-                Some(b'\n') => {
-                    self.0.push(&part.as_bytes()[..part.len() - 1]);
-                    self.0.push(b"\\n");
-                }
-                _ => self.0.push(part.as_bytes()),
-            }
-        }
-        Ok(())
+/// Text-format free text, inside quotes.
+fn text_quoted(line: &mut Line) -> Escaped<'_> {
+    Escaped {
+        line,
+        json: false,
+        quote: true,
+    }
+}
+
+/// A text-format token (program name, address, name): not quoted.
+fn text_token(line: &mut Line) -> Escaped<'_> {
+    Escaped {
+        line,
+        json: false,
+        quote: false,
     }
 }
 
@@ -242,9 +279,9 @@ fn format(line: &mut Line, json: bool, level: Level, event: &str, fields: &[(&st
             "{{\"ts\":{sec}.{usec:06},\"level\":\"{}\",\"prog\":\"",
             level.name()
         );
-        let _ = JsonEscape(line).write_str(prog);
+        let _ = json_str(line).write_str(prog);
         let _ = write!(line, "\",\"pid\":{},\"event\":\"", pid());
-        let _ = JsonEscape(line).write_str(event);
+        let _ = json_str(line).write_str(event);
         line.push(b"\"");
         for (key, value) in fields {
             let _ = write!(line, ",\"{key}\":");
@@ -254,18 +291,21 @@ fn format(line: &mut Line, json: bool, level: Level, event: &str, fields: &[(&st
                 }
                 Value::Text(s) => {
                     line.push(b"\"");
-                    let _ = JsonEscape(line).write_str(s);
+                    let _ = json_str(line).write_str(s);
                     line.push(b"\"");
                 }
                 Value::Show(d) => {
                     line.push(b"\"");
-                    let _ = write!(JsonEscape(line), "{d}");
+                    let _ = write!(json_str(line), "{d}");
                     line.push(b"\"");
                 }
             }
         }
     } else {
-        let _ = write!(line, "ttm[{prog}:{}] {} {event}", pid(), level.name());
+        line.push(b"ttm[");
+        let _ = text_token(line).write_str(prog);
+        let _ = write!(line, ":{}] {} ", pid(), level.name());
+        let _ = text_token(line).write_str(event);
         for (key, value) in fields {
             let _ = write!(line, " {key}=");
             match value {
@@ -274,11 +314,11 @@ fn format(line: &mut Line, json: bool, level: Level, event: &str, fields: &[(&st
                 }
                 Value::Text(s) => {
                     line.push(b"\"");
-                    let _ = TextQuote(line).write_str(s);
+                    let _ = text_quoted(line).write_str(s);
                     line.push(b"\"");
                 }
                 Value::Show(d) => {
-                    let _ = write!(line, "{d}");
+                    let _ = write!(text_token(line), "{d}");
                 }
             }
         }
@@ -350,6 +390,47 @@ mod tests {
         assert_eq!(v["fd"], -3);
         assert!(v["ts"].as_f64().unwrap() > 1.6e9);
         assert!(v["pid"].as_i64().unwrap() > 0);
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_line() {
+        let evil = "a\u{1b}[31mred\u{7}\u{0}\u{7f}\u{9b}2J\r\\\"z";
+        let text = render(
+            false,
+            &[("why", Value::Text(evil)), ("var", Value::Show(&evil))],
+        );
+        assert!(
+            text.ends_with(concat!(
+                " why=\"a\\x1b[31mred\\x07\\x00\\x7f\\u009b2J\\r\\\\\\\"z\"",
+                " var=a\\x1b[31mred\\x07\\x00\\x7f\\u009b2J\\r\\\\\"z\n"
+            )),
+            "{text}"
+        );
+        let json = render(
+            true,
+            &[("why", Value::Text(evil)), ("var", Value::Show(&evil))],
+        );
+        for line in [&text, &json] {
+            let body = &line[..line.len() - 1];
+            assert!(
+                !body.chars().any(|c| c.is_control()),
+                "a control character got through: {line:?}"
+            );
+        }
+        let v: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+        assert_eq!(v["why"], evil);
+        assert_eq!(v["var"], evil);
+    }
+
+    #[test]
+    fn the_program_name_is_escaped_too() {
+        let _ = PROG.set("x\u{1b}]0;owned\u{7}".into());
+        let mut line = Line::new();
+        format(&mut line, false, Level::Warn, "e", &[]);
+        let out = String::from_utf8(line.finish(b"\n").to_vec()).unwrap();
+        // Another test may have named the program first; either way, no
+        // control character.
+        assert!(!out.trim_end().chars().any(|c| c.is_control()), "{out:?}");
     }
 
     #[test]

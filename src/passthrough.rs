@@ -34,10 +34,12 @@ pub enum Passthrough {
     BadPeer,
     /// The kernel already returned the real client.
     AlreadyRewritten,
-    /// The LB-side address is not in TTM_TRUSTED.
+    /// The returned address is outside the trust list (TTM_TRUSTED, or
+    /// the one `ttmctl load --trust` exported): a direct client, or a
+    /// connection the kernel side already rewrote. No lookup was made.
     Untrusted,
-    /// TTM_TRUSTED is set but the caller's short buffer hides the LB-side
-    /// address, so trust cannot be checked.
+    /// A trust list applies but the caller's short buffer hides the
+    /// LB-side address, so trust cannot be checked.
     TrustUnknown,
     /// IPv6 client on an AF_INET socket whose caller's buffer cannot hold a
     /// sockaddr_in6: the LB address stays.
@@ -104,16 +106,27 @@ impl core::fmt::Display for Passthrough {
 static COUNTS: [AtomicU64; Passthrough::ALL.len()] =
     [const { AtomicU64::new(0) }; Passthrough::ALL.len()];
 static REWRITTEN: AtomicU64 = AtomicU64::new(0);
+static LOOKUPS: AtomicU64 = AtomicU64::new(0);
 
 pub fn count_rewritten() {
     REWRITTEN.fetch_add(1, Ordering::Relaxed);
 }
 
+/// One backend question asked by a hook (a syscall): what the trust list
+/// saves is visible as fewer of these.
+pub fn count_lookup() {
+    LOOKUPS.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Counter `index` as (name, value): index 0 is "rewritten", then one per
-/// [`Passthrough`] in declaration order; None past the end.
+/// [`Passthrough`] in declaration order (each call counts in exactly one
+/// of these), then "lookups"; None past the end.
 pub fn stat(index: usize) -> Option<(&'static str, u64)> {
     if index == 0 {
         return Some(("rewritten", REWRITTEN.load(Ordering::Relaxed)));
+    }
+    if index == Passthrough::ALL.len() + 1 {
+        return Some(("lookups", LOOKUPS.load(Ordering::Relaxed)));
     }
     let reason = *Passthrough::ALL.get(index - 1)?;
     Some((
@@ -135,6 +148,10 @@ mod tests {
             Passthrough::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names.len(), Passthrough::ALL.len());
         assert!(stat(Passthrough::ALL.len()).is_some());
-        assert!(stat(Passthrough::ALL.len() + 1).is_none());
+        assert_eq!(
+            stat(Passthrough::ALL.len() + 1).map(|s| s.0),
+            Some("lookups")
+        );
+        assert!(stat(Passthrough::ALL.len() + 2).is_none());
     }
 }

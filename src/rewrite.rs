@@ -14,16 +14,17 @@
 //! `auto` widens except in the programs of [`NO_WIDENING`].
 //!
 //! An answer that already names the client (the eBPF kit's getpeername
-//! programs rewrite in the kernel) is left alone; with TTM_TRUSTED set, only
-//! answers whose LB-side address is trusted are rewritten.
+//! programs rewrite in the kernel) is left alone; with a trust list
+//! (TTM_TRUSTED, or the one `ttmctl load --trust` exported), only answers
+//! whose LB-side address is trusted are rewritten.
 
 use core::net::SocketAddr;
 
 use libc::{AF_INET, AF_INET6, socklen_t};
 
-use crate::cidr::Cidr;
 use crate::passthrough::Passthrough;
 use crate::sockaddr::{SIN_LEN, SIN6_LEN, SockAddr};
+use ttm_cidr::Cidr;
 
 /// Programs known to drop a connection whose accepted address is wider
 /// than their listener's family, matched against the process's names

@@ -156,8 +156,9 @@ impl SockAddr {
         // SAFETY: `n <= buf_len` writable bytes per the caller; our bytes
         // are a separate object.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr.cast::<u8>(), n) };
-        // SAFETY: writable per the caller.
-        unsafe { addrlen.write(self.len) };
+        // SAFETY: writable per the caller; unaligned because the kernel
+        // takes a socklen_t at any address, so callers may pass one.
+        unsafe { addrlen.write_unaligned(self.len) };
     }
 }
 

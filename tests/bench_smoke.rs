@@ -170,6 +170,70 @@ fn bench_prints_every_row_with_sane_numbers() {
         find("estimated capacity vs base", mode);
     }
 
+    // Established traffic: with and without ttm_deferred against no ttm,
+    // and ttm_deferred's cost per received segment, bulk and keep-alive.
+    let estab = [
+        "no ttm (baseline)",
+        "kernel side",
+        "kernel side without ttm_deferred",
+    ];
+    for measure in [
+        "established traffic: one iperf3 stream, both ends on one CPU (Gbit/s)",
+        "established traffic: one iperf3 stream (CPU",
+        "nginx, keep-alive (req/s)",
+    ] {
+        for mode in estab {
+            assert!(number(&find(measure, mode).median) > 0.0, "{}", dump());
+        }
+    }
+    for kind in ["one iperf3 stream", "nginx keep-alive (wrk)"] {
+        for prog in ["ttm_deferred", "do-nothing cgroup_skb"] {
+            let r = find(
+                "established traffic, per received segment",
+                &format!("{kind}: {prog}"),
+            );
+            assert!(number(&r.median) > 0.0, "{r:?}");
+            assert!(r.notes.starts_with("runs/segment "), "{r:?}");
+        }
+        let r = find("estimated established-traffic capacity", kind);
+        assert!(number(&r.vs) > 0.0, "{r:?}");
+    }
+
+    // Per-connection design variants, side by side: each stored exactly
+    // one claim per connection (a variant that does less proves nothing).
+    // The tracing one is priced only where the kernel loads it.
+    for mode in [
+        "no ttm (baseline)",
+        "ttm_parse: sockops + SK_STORAGE (as shipped)",
+    ] {
+        find(
+            "per-connection design variants: accept loop, 1 client thread (conn/s)",
+            mode,
+        );
+    }
+    for mode in [
+        "ttm_parse: sockops + SK_STORAGE (as shipped)",
+        "sockops + preallocated hash by socket cookie",
+    ] {
+        let r = find(
+            "per-connection design variants: BPF ns per connection",
+            mode,
+        );
+        assert!(number(&r.median) > 0.0, "{r:?}");
+        assert!(r.notes.contains("claims stored/conn 1.00"), "{r:?}");
+    }
+    let fexit = "fexit tcp_v4/v6_syn_recv_sock + SK_STORAGE";
+    if let Some(r) = rows.iter().find(|r| r.mode == fexit) {
+        assert!(r.notes.contains("claims stored/conn 1.00"), "{r:?}");
+    } else {
+        assert!(
+            out.stdout
+                .contains("- skipped: var-fexit: this kernel refused"),
+            "{}",
+            dump()
+        );
+    }
+
     // Syscalls: exact counts, whatever the load.
     let syscalls = "syscalls per accepted connection";
     let expect: HashMap<&str, f64> = [

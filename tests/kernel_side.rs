@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use harness::bpffs::{assert_nothing_left, attached_names};
 use harness::ttmctl::{counter_of, ttmctl_ok};
 use harness::{
-    HeldConnection, KernelSide, LbEmulator, Server, Topology, connect, echo_server, run_client,
+    HeldConnection, KernelSide, LbEmulator, PYTHON, Server, Topology, connect, echo_server,
+    fixture, run_client, run_to_end,
 };
 use serde_json::{Value, json};
 
@@ -28,7 +29,7 @@ const CLAIM4: &str = "203.0.113.7";
 const CLAIM6: &str = "2001:db8::7";
 const CLAIM_PORT: u64 = 4242;
 
-const ALL_COUNTERS: [&str; 18] = [
+const ALL_COUNTERS: [&str; 22] = [
     "found_v4",
     "found_v6",
     "no_option",
@@ -47,6 +48,10 @@ const ALL_COUNTERS: [&str; 18] = [
     "stash_failed",
     "from_stash",
     "stash_stale",
+    "stash_unmatched",
+    "stash_cookie",
+    "fastopen",
+    "fastopen_claim",
 ];
 
 /// Asserts the named counters have these values and every other counter
@@ -417,18 +422,18 @@ fn malformed_option_lists_are_abandoned() {
     let v4 = topo.server_v4().to_string();
     let lb_seen = topo.client_v4().to_string();
 
-    // A length byte below 2 abandons the list, whatever follows (the
-    // kernel refuses to store anything after such an option itself, so
-    // the valid one never reaches the wire: store_failed counts it).
+    // A length byte below 2 abandons the list. (Nothing can follow it on
+    // the wire: the kernel refuses to store after an option it cannot
+    // walk, and `simulate` refuses to try.)
     let mut lb = LbEmulator::start(&topo, &["--raw", "c801"]);
     assert_untouched(&ask(&topo, &server, &v4, &[]), &lb_seen);
-    lb.set(&["--raw", "c801", "--raw", &valid]);
+    lb.set(&["--raw", "ca02", "--raw", "c801"]);
     assert_untouched(&ask(&topo, &server, &v4, &[]), &lb_seen);
-    assert_eq!(lb.stat("store_failed"), 1);
+    assert_eq!(lb.stat("store_failed"), 0);
     // An option cut off by the end of the header: 4 bytes fill the
     // reserved space exactly (beside the 12 of timestamps), so no NOP
-    // padding follows and kind 0xc9 is the header's last byte.
-    lb.set(&["--raw", "c803aa", "--raw", "c901"]);
+    // padding follows and the lone kind 0xc9 is the header's last byte.
+    lb.set(&["--raw", "c803aa", "--raw", "c9"]);
     assert_untouched(&ask(&topo, &server, &v4, &[]), &lb_seen);
     assert_counters(&ks, &[("malformed", 3)]);
 
@@ -478,7 +483,8 @@ fn options_from_untrusted_sources_are_ignored() {
     let topo = Topology::new();
     let trust4 = format!("{}/32", topo.client_v4());
     let trust6 = format!("{}/128", topo.client_v6());
-    let ks = KernelSide::load(&topo, &["--trust", &trust4, "--trust", &trust6]);
+    // One list, comma-separated, as TRUST= and TTM_TRUSTED take it.
+    let ks = KernelSide::load(&topo, &["--trust", &format!("{trust4},{trust6}")]);
     let status = ks.status();
     let mut trusted: Vec<&str> = status["trusted"]
         .as_array()
@@ -499,6 +505,37 @@ fn options_from_untrusted_sources_are_ignored() {
         let rec = ask(&topo, &server, &dst, &["--source", &untrusted_src]);
         assert_untouched(&rec, &untrusted_seen);
     }
+    assert_counters(
+        &ks,
+        &[
+            ("found_v4", 2),
+            ("untrusted", 2),
+            ("getsockopt_ttm", 2),
+            ("getsockopt_error", 2),
+            ("rewrite6", 4),
+        ],
+    );
+}
+
+/// `::/0` trusts every IPv6 source, and no IPv4 one: IPv4 lives in the
+/// trie as ::ffff:a.b.c.d, but an IPv6 prefix only covers it when written
+/// inside ::ffff:0:0/96.
+#[test]
+fn an_ipv6_trust_prefix_does_not_cover_ipv4_sources() {
+    let topo = Topology::new();
+    let ks = KernelSide::load(&topo, &["--trust", "::/0"]);
+    assert_eq!(ks.status()["trusted"], json!(["::/0"]));
+    let _lb = LbEmulator::start(&topo, &["--client", &format!("{CLAIM4}:{CLAIM_PORT}")]);
+    let server = server_for(&topo, &ks, "dual");
+    let [v4, v6] = topo.trust_cases();
+    for src in [&v6.1, &v6.2] {
+        let rec = ask(&topo, &server, &v6.0, &["--source", src]);
+        assert_eq!(rec["reply"]["ttm"], ttm_answer(CLAIM4, CLAIM_PORT), "{rec}");
+    }
+    let rec = ask(&topo, &server, &v4.0, &["--source", &v4.1]);
+    assert_untouched(&rec, &format!("::ffff:{}", v4.1));
+    let rec = ask(&topo, &server, &v4.0, &["--source", &v4.2]);
+    assert_untouched(&rec, &v4.3);
     assert_counters(
         &ks,
         &[
@@ -796,10 +833,11 @@ fn with_no_defer_accept_such_listeners_keep_the_lb_address() {
     assert!(ks.pin_dir().join("link_deferred").exists());
     let rec = ask(&topo, &server, &v4, &["--hello"]);
     assert_eq!(rec["reply"]["accept"], json!([CLAIM4, CLAIM_PORT]), "{rec}");
-    // Counters start afresh with each load.
+    // Counters are kept across the reload: the first connection's too.
     assert_counters(
         &ks,
         &[
+            ("no_option", 1),
             ("stashed", 1),
             ("from_stash", 1),
             ("found_v4", 1),
@@ -895,9 +933,270 @@ fn a_kept_claim_goes_to_its_own_handshake_only() {
     assert_counters(&ks, &[("stashed", 1), ("stash_stale", 1), ("no_option", 1)]);
 }
 
-const PINS: [&str; 10] = [
+/// The source ports of the connections of `recs` whose server did not get
+/// their own claim (IP-only claim: the port is the connection's own).
+fn without_their_claim(recs: &[Value]) -> Vec<u64> {
+    recs.iter()
+        .filter(|r| r["reply"]["ttm"] != ttm_answer(CLAIM4, local_port(r)))
+        .map(local_port)
+        .collect()
+}
+
+#[test]
+fn a_full_accept_queue_loses_no_claim() {
+    let topo = Topology::new();
+    let srv_ns = topo.server().netns();
+    let ks = KernelSide::load(&topo, &[]);
+    let _lb = LbEmulator::start(&topo, &["--client", CLAIM4]);
+    let map = ks.peers_map();
+    let v4 = topo.server_v4().to_string();
+    let (n, parallel) = (48, "6");
+    let (mut kept, mut taken) = (0, 0);
+    // Forced syncookies (no request socket at all), then cookies only when
+    // the SYN queue overflows (request sockets and cookies mixed).
+    for cookies in ["2", "1"] {
+        srv_ns.sysctl("net.ipv4.tcp_syncookies", cookies);
+        let server = echo_server(
+            &topo.server().launch(),
+            &[
+                "--family",
+                "inet",
+                "--backlog",
+                "2",
+                "--hello",
+                "--map",
+                map.to_str().expect("utf-8"),
+            ],
+        );
+        let overflows = srv_ns.netstat("TcpExt", "ListenOverflows");
+        // Groups of connections whose third ACKs all arrive together,
+        // 200 ms after their SYNs: more than the queue holds, so the
+        // kernel drops some of those ACKs, and creates these connections
+        // later from their first data segment, which has no option.
+        let recs = connect(
+            &topo.client().launch(),
+            &v4,
+            server.port(),
+            n,
+            &["--parallel", parallel, "--late-ack", "--hello"],
+        );
+        server.records(n, Duration::from_secs(10));
+        let missed = without_their_claim(&recs);
+        assert!(
+            missed.is_empty(),
+            "syncookies={cookies}: {}/{n} accepted without their client (ports {missed:?})",
+            missed.len()
+        );
+        let overflows = srv_ns.netstat("TcpExt", "ListenOverflows") - overflows;
+        let status = ks.status();
+        let now_kept = counter_of(&status, "stashed") + counter_of(&status, "stash_cookie");
+        let now_taken = counter_of(&status, "from_stash");
+        // Proof the scenario happened: ACKs dropped, connections created
+        // from a later packet with a kept claim.
+        assert!(
+            overflows > 0 && now_taken > taken,
+            "syncookies={cookies}: {overflows} overflows, {} claims taken: nothing was dropped",
+            now_taken - taken
+        );
+        eprintln!(
+            "syncookies={cookies}: {n} connections, {overflows} listen overflows, \
+             {} claims kept, {} taken",
+            now_kept - kept,
+            now_taken - taken
+        );
+        (kept, taken) = (now_kept, now_taken);
+    }
+    let status = ks.status();
+    for name in [
+        "stash_unmatched",
+        "stash_failed",
+        "stash_stale",
+        "no_option",
+    ] {
+        assert_eq!(counter_of(&status, name), 0, "{name}: {status}");
+    }
+    assert_eq!(counter_of(&status, "found_v4"), 2 * n as u64, "{status}");
+}
+
+#[test]
+fn forged_acks_cannot_evict_the_claims_of_real_handshakes() {
+    let topo = Topology::new();
+    let ks = KernelSide::load(&topo, &[]);
+    let _lb = LbEmulator::start(&topo, &["--client", CLAIM4]);
+    let server = deferred_server_for(&topo, &ks, "inet");
+    let v4 = topo.server_v4().to_string();
+    let real = 40;
+    // The real handshakes first: their third ACKs (and claims) are kept,
+    // and the connections stay silent, so not created, during the flood.
+    let mut cmd = topo.client().launch().command(PYTHON);
+    cmd.arg(fixture("client.py")).args([
+        "--addr",
+        &v4,
+        "--port",
+        &server.port().to_string(),
+        "--count",
+        &real.to_string(),
+        "--pause",
+        "--hello",
+        "--timeout",
+        "60",
+    ]);
+    let clients = Server::interactive("client.py --pause", cmd);
+    assert_eq!(
+        clients.next_json(Duration::from_secs(30)),
+        json!({"open": real})
+    );
+    // Three times what ttm_stash holds (TTM_STASH_MAX), from the trusted
+    // LB address, each with a claim and a 4-tuple of its own.
+    let forged = 3 * 16384;
+    let mut cmd = topo.client().launch().command(PYTHON);
+    cmd.arg(fixture("forge_acks.py")).args([
+        "--src",
+        &topo.client_v4().to_string(),
+        "--dst",
+        &v4,
+        "--dport",
+        &server.port().to_string(),
+        "--count",
+        &forged.to_string(),
+        "--option",
+        "fe081a0ac0000242",
+    ]);
+    let out = run_to_end(&mut cmd, Duration::from_secs(300));
+    let flood = out.expect_success("forge_acks.py");
+    assert_eq!(
+        serde_json::from_str::<Value>(flood.trim()).expect("JSON"),
+        json!({"sent": forged})
+    );
+    clients.send_line("");
+    let recs = clients.records(real, Duration::from_secs(30));
+    let lost = without_their_claim(&recs);
+    assert!(
+        lost.is_empty(),
+        "{}/{real} real clients lost their claim (ports {lost:?})",
+        lost.len()
+    );
+    server.records(real, Duration::from_secs(10));
+    // The forger sweeps source ports from 1024: those that hit a real
+    // connection's 4-tuple are refused too (not that handshake's
+    // sequence numbers), and leave its claim alone.
+    let swept = 1024..1024 + forged;
+    let hit = recs
+        .iter()
+        .filter(|r| swept.contains(&local_port(r)))
+        .count() as u64;
+    let real = real as u64;
+    assert_counters(
+        &ks,
+        &[
+            ("stashed", real),
+            ("from_stash", real),
+            ("found_v4", real),
+            ("stash_unmatched", forged + hit),
+            ("getsockopt_ttm", real),
+            ("getsockopt_error", real),
+            ("rewrite4", 2 * real),
+        ],
+    );
+}
+
+#[test]
+fn fast_open_connections_get_the_claim_of_the_handshakes_ack() {
+    let topo = Topology::new();
+    let srv_ns = topo.server().netns();
+    // Server: Fast Open on, no cookie required (0x202); client: Fast Open
+    // on, data in the SYN without a cookie (0x5). Every connection is one.
+    srv_ns.sysctl("net.ipv4.tcp_fastopen", "514");
+    topo.client().netns().sysctl("net.ipv4.tcp_fastopen", "5");
+    let ks = KernelSide::load(&topo, &[]);
+    let mut lb = LbEmulator::start(&topo, &["--client", &format!("{CLAIM4}:{CLAIM_PORT}")]);
+    let map = ks.peers_map();
+    let server = echo_server(
+        &topo.server().launch(),
+        &[
+            "--family",
+            "dual",
+            "--fastopen",
+            "16",
+            "--map",
+            map.to_str().expect("utf-8"),
+        ],
+    );
+    let passive = srv_ns.netstat("TcpExt", "TCPFastOpenPassive");
+    let mapped = format!("::ffff:{CLAIM4}");
+    // What a failure needs to be told apart: was it Fast Open, what did the
+    // programs count, what did the LB write.
+    let diag = |lb: &LbEmulator| {
+        format!(
+            "TCPFastOpenPassive +{}, counters {}, LB {}",
+            srv_ns.netstat("TcpExt", "TCPFastOpenPassive") - passive,
+            ks.status()["counters"],
+            lb.status()
+        )
+    };
+    let mut accepts_rewritten = 0;
+    for (dst, lb_addr) in [
+        (
+            topo.server_v4().to_string(),
+            format!("::ffff:{}", topo.client_v4()),
+        ),
+        (topo.server_v6().to_string(), topo.client_v6().to_string()),
+    ] {
+        let rec = ask(&topo, &server, &dst, &["--fastopen"]);
+        let r = &rec["reply"];
+        // Fast Open lets accept() return at the SYN, before the ACK that
+        // carries the claim: it shows the claim only if that ACK came
+        // first. What the server asks once it has read the data the client
+        // sent after the handshake has it every time.
+        if r["accept"] == json!([mapped, CLAIM_PORT]) {
+            accepts_rewritten += 1;
+        } else {
+            assert_eq!(
+                r["accept"],
+                json!([lb_addr, local_port(&rec)]),
+                "{rec}; {}",
+                diag(&lb)
+            );
+        }
+        assert_eq!(
+            r["getpeername"],
+            json!([mapped, CLAIM_PORT]),
+            "{rec}; {}",
+            diag(&lb)
+        );
+        assert_eq!(r["ttm"], ttm_answer(CLAIM4, CLAIM_PORT), "{rec}");
+        assert_eq!(r["map"], map_answer(CLAIM4, CLAIM_PORT), "{rec}");
+    }
+    // Without an option in the handshake the socket is left alone.
+    lb.stop();
+    let rec = ask(
+        &topo,
+        &server,
+        &topo.server_v6().to_string(),
+        &["--fastopen"],
+    );
+    assert_untouched(&rec, &topo.client_v6().to_string());
+    // Proof these were Fast Open connections, created at the SYN.
+    let went_up = srv_ns.netstat("TcpExt", "TCPFastOpenPassive") - passive;
+    assert_eq!(went_up, 3, "not all Fast Open: {}", diag(&lb));
+    assert_counters(
+        &ks,
+        &[
+            ("fastopen", 3),
+            ("fastopen_claim", 2),
+            ("found_v4", 2),
+            ("no_option", 1),
+            ("getsockopt_ttm", 2),
+            ("getsockopt_error", 2),
+            ("rewrite6", 2 + accepts_rewritten),
+        ],
+    );
+}
+
+const PINS: [&str; 11] = [
     "ttm_peers",
     "ttm_stash",
+    "ttm_stash_cookie",
     "ttm_config",
     "ttm_trusted",
     "ttm_counters",
@@ -1019,13 +1318,8 @@ fn load_reload_unload_leave_nothing_behind() {
 
     ks.unload();
     assert_nothing_left(topo.server_cgroup(), &[&pin]);
-    let status: Value = serde_json::from_str(&ttmctl_ok(&[
-        "status",
-        "--json",
-        "--pin-dir",
-        pin.to_str().unwrap(),
-    ]))
-    .expect("status JSON");
+    let (code, status) = harness::ttmctl::status_exit(&pin);
+    assert_eq!(code, 3, "status after unload: not loaded; {status}");
     assert_eq!(status["loaded"], json!(false), "{status}");
     // The open connection is no longer answered by anything.
     let again = held.ask_again();

@@ -277,7 +277,14 @@ fn nginx_logs_the_real_client_and_never_drops_a_connection() {
             format!("::ffff:{CLAIM4} {CLAIM_PORT} 200")
         ]
     );
-    let err = nginx.server.stderr();
+    // Both lines are written at load time, one write each; the reader
+    // thread may not have collected the second yet.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut err = nginx.server.stderr();
+    while !err.contains(" info widen ") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        err = nginx.server.stderr();
+    }
     assert!(
         err.contains(&backend_line(Backend::Bpf)),
         "auto picked the map: {err}"
@@ -686,32 +693,37 @@ fn a_server_running_as_nobody_gets_the_rewrite_through_both_backends() {
 }
 
 #[test]
-fn auto_picks_the_pinned_map_when_it_opens_and_says_so() {
+fn auto_picks_the_kit_by_its_pins_and_says_so() {
     let topo = Topology::new();
     let ks = KernelSide::load(&topo, &[]);
     let _lb = LbEmulator::start(&topo, &["--client", CLAIM6]);
-    let map = ks.peers_map();
-    let server = threaded_server(&preloaded(&topo, &ks, None), &["1", "1"]);
-    let conns = client(
-        &topo,
-        &topo.server_v4().to_string(),
-        server.port(),
-        &[],
-        1,
-        1,
-    );
-    assert_each_rewritten(&conns);
-    let err = server.stderr();
     let said = format!(
-        " info backend backend=bpf why=\"auto: pinned map {} opened read-only\"",
-        map.display()
+        " info backend backend=bpf why=\"auto: ttm eBPF kit pinned at {}; asking getsockopt(SOL_IP, 1345)",
+        ks.pin_dir().display()
     );
-    assert!(err.contains(&said), "{err}");
+    // TTM_BPF_MAP names the map (its directory is what counts), or
+    // TTM_PIN_DIR names the directory and wins over TTM_BPF_MAP.
+    let by_map = preloaded(&topo, &ks, None);
+    let by_dir = preloaded(&topo, &ks, None)
+        .env("TTM_BPF_MAP", "/nonexistent/ttm_peers")
+        .env("TTM_PIN_DIR", ks.pin_dir());
+    for launch in [by_map, by_dir] {
+        let server = threaded_server(&launch, &["1", "1"]);
+        let conns = client(
+            &topo,
+            &topo.server_v4().to_string(),
+            server.port(),
+            &[],
+            1,
+            1,
+        );
+        assert_each_rewritten(&conns);
+        let err = server.stderr();
+        assert!(err.contains(&said), "{err}");
+    }
 
-    // The map not there (a path beside the kit's pins): auto falls back to
-    // the kit's getsockopt answer, and still rewrites.
-    let missing: PathBuf = ks.pin_dir().join("no_such_map");
-    let launch = preloaded(&topo, &ks, None).env("TTM_BPF_MAP", &missing);
+    // No kit where it is told to look: nothing is asked.
+    let launch = preloaded(&topo, &ks, None).env("TTM_PIN_DIR", "/nonexistent/ttm");
     let server = threaded_server(&launch, &["1", "1"]);
     let conns = client(
         &topo,
@@ -721,10 +733,213 @@ fn auto_picks_the_pinned_map_when_it_opens_and_says_so() {
         1,
         1,
     );
-    assert_each_rewritten(&conns);
-    let err = server.stderr();
-    assert!(
-        err.contains(" info backend backend=kmod why=\"auto: ttm eBPF kit present"),
-        "{err}"
+    let a = parse_accepted(&conns[0]);
+    assert_eq!(
+        (a.family, a.ip.as_str()),
+        (2, topo.client_v4().to_string().as_str())
     );
+    assert_eq!(lookups_after_done(&server, 1), 0);
+    assert!(
+        server
+            .stderr()
+            .contains(" info backend backend=none why=\"auto: nothing installed"),
+        "{}",
+        server.stderr()
+    );
+}
+
+// ------------------------------- fds libttm does not own (issue 11, F1-F5)
+
+/// The LOOKUPS line accept_threads prints after DONE: libttm's count of
+/// backend questions.
+fn lookups_after_done(server: &Server, total: usize) -> i64 {
+    let done = server
+        .next_line(Duration::from_secs(20))
+        .unwrap_or_default();
+    assert!(
+        done.starts_with(&format!("DONE {total} ")),
+        "{done:?}; stderr: {}",
+        server.stderr()
+    );
+    let line = server.next_line(Duration::from_secs(5)).unwrap_or_default();
+    line.strip_prefix("LOOKUPS ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"))
+}
+
+/// A server that does what daemons do at start-up, after libttm loaded:
+/// closes every fd >= 3 and (unless `reuse` is "closed") puts another
+/// object at the low numbers, where libttm once kept the kit's map. With
+/// the default backend choice and with TTM_BACKEND=bpf, every connection
+/// still gets its real client (an IPv6 one on an AF_INET listener: only
+/// libttm can show it), the server lives, and nothing is logged as failed.
+fn survives_fd_reuse(topo: &Topology, ks: &KernelSide, reuse: &str) {
+    let _lb = LbEmulator::start(topo, &["--client", CLAIM6]);
+    let v4 = topo.server_v4().to_string();
+    for backend in [None, Some(Backend::Bpf)] {
+        let launch = preloaded(topo, ks, backend);
+        let server = threaded_server(&launch, &["-r", reuse, "2", "6"]);
+        let conns = client(topo, &v4, server.port(), &[], 2, 6);
+        assert_each_rewritten(&conns);
+        lookups_after_done(&server, 6);
+        let status = server.wait_exit(Duration::from_secs(10));
+        let err = server.stderr();
+        assert!(status.success(), "{reuse} {backend:?}: {status:?}: {err}");
+        assert!(
+            err.contains(&format!("fds 3..15 are now {reuse}")) || reuse == "closed",
+            "{err}"
+        );
+        assert!(!err.contains(" warn "), "{reuse} {backend:?}: {err}");
+    }
+}
+
+#[test]
+fn f1_a_bpf_array_with_4k_values_at_libttms_old_fd_neither_crashes_nor_misleads() {
+    let topo = Topology::new();
+    let ks = KernelSide::load(&topo, &[]);
+    survives_fd_reuse(&topo, &ks, "array4k");
+}
+
+#[test]
+fn f4_another_instances_peer_map_at_libttms_old_fd_does_not_hide_the_client() {
+    let topo = Topology::new();
+    let ks = KernelSide::load(&topo, &[]);
+    // Another ttm, on another cgroup: its map has nothing for our sockets.
+    let other_topo = Topology::new();
+    let other = KernelSide::load(&other_topo, &[]);
+    let reuse = format!("map:{}", other.peers_map().display());
+    survives_fd_reuse(&topo, &ks, &reuse);
+}
+
+#[test]
+fn f5_closed_fds_and_a_file_or_socket_at_libttms_old_fd_do_not_hide_the_client() {
+    let topo = Topology::new();
+    let ks = KernelSide::load(&topo, &[]);
+    for reuse in ["closed", "file", "socket"] {
+        survives_fd_reuse(&topo, &ks, reuse);
+    }
+}
+
+#[test]
+fn f3_unload_then_load_under_a_running_server_keeps_the_real_client() {
+    let topo = Topology::new();
+    let mut ks = KernelSide::load(&topo, &[]);
+    let _lb = LbEmulator::start(&topo, &["--client", CLAIM6]);
+    let v4 = topo.server_v4().to_string();
+    for backend in [None, Some(Backend::Bpf)] {
+        let launch = preloaded(&topo, &ks, backend);
+        let server = threaded_server(&launch, &["2", "8"]);
+        assert_each_rewritten(&client(&topo, &v4, server.port(), &[], 2, 4));
+        // A service restart: the old map goes with its pins, load makes
+        // a new one (and new programs) while the server keeps running.
+        ks.unload();
+        ks.reload(&[]);
+        assert_each_rewritten(&client(&topo, &v4, server.port(), &[], 2, 4));
+        lookups_after_done(&server, 8);
+        assert!(server.wait_exit(Duration::from_secs(10)).success());
+        let err = server.stderr();
+        assert!(!err.contains(" warn "), "{backend:?}: {err}");
+    }
+}
+
+// ------------------- the trust list the kit exports (issue 10, item 6)
+
+/// Where `ttmctl load` exports the trust list for the kit at `ks`.
+fn export_file(ks: &KernelSide) -> PathBuf {
+    let run_dir = std::env::var_os("TTM_RUN_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/run/ttm"), PathBuf::from);
+    let mut name = ks.pin_dir().file_name().unwrap().to_owned();
+    name.push(".json");
+    run_dir.join(name)
+}
+
+/// `n` connections to a fresh accept_threads under `launch`: what each
+/// accept returned (family, ip, port), libttm's lookups, its stderr.
+fn served(topo: &Topology, launch: &Launch, n: usize) -> (Vec<(u16, String, u16)>, i64, String) {
+    let server = threaded_server(launch, &["2", &n.to_string()]);
+    let conns = client(
+        topo,
+        &topo.server_v4().to_string(),
+        server.port(),
+        &[],
+        2,
+        n,
+    );
+    let accepted = conns
+        .iter()
+        .map(|c| {
+            let a = parse_accepted(c);
+            (a.family, a.ip, a.port)
+        })
+        .collect();
+    let lookups = lookups_after_done(&server, n);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    (accepted, lookups, server.stderr())
+}
+
+#[test]
+fn the_exported_trust_list_spares_the_lookup_where_the_kernel_rewrote() {
+    use std::os::unix::fs::PermissionsExt;
+    let topo = Topology::new();
+    let lb_prefix = format!("{}/32", topo.client_v4());
+    let mut ks = KernelSide::load(&topo, &["--trust", &lb_prefix]);
+    let mut lb = LbEmulator::start(&topo, &["--client", &claim(CLAIM4, CLAIM_PORT)]);
+    let n = 8;
+
+    // What ttmctl load exported: world-readable, the documented shape.
+    let file = export_file(&ks);
+    let meta = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+    let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let pin = std::fs::canonicalize(ks.pin_dir()).unwrap();
+    assert_eq!(
+        doc,
+        json!({"schema": 1, "pin_dir": pin.to_str().unwrap(), "trusted": [lb_prefix], "any": false})
+    );
+
+    // No TTM_TRUSTED: the exported list applies. 4to4 on an AF_INET
+    // listener: the kernel rewrote accept(), the address is no LB's, and
+    // libttm asks nothing.
+    let launch = preloaded(&topo, &ks, None);
+    let real4 = (2, CLAIM4.to_owned(), CLAIM_PORT);
+    let (accepted, lookups, err) = served(&topo, &launch, n);
+    assert!(accepted.iter().all(|a| *a == real4), "{accepted:?}");
+    assert_eq!(lookups, 0, "{err}");
+    let said = format!(
+        " info trusted prefixes=\"{lb_prefix}\" from=\"{}\"",
+        file.display()
+    );
+    assert!(err.contains(&said), "{err}");
+
+    // 6to4 on the same listener: the kernel cannot show it, the LB
+    // address is in the list, one lookup each, widened.
+    lb.set(&["--client", &claim(CLAIM6, CLAIM_PORT)]);
+    let (accepted, lookups, _) = served(&topo, &launch, n);
+    let real6 = (10, CLAIM6.to_owned(), CLAIM_PORT);
+    assert!(accepted.iter().all(|a| *a == real6), "{accepted:?}");
+    assert_eq!(lookups, n as i64);
+
+    // TTM_TRUSTED overrides the file; without a file every LB address is
+    // asked about. Both still show the real client.
+    lb.set(&["--client", &claim(CLAIM4, CLAIM_PORT)]);
+    let empty = preload::Scratch::new("no-export");
+    for (what, launch) in [
+        (
+            "TTM_TRUSTED",
+            preloaded(&topo, &ks, None).env("TTM_TRUSTED", "0.0.0.0/0"),
+        ),
+        (
+            "no file",
+            preloaded(&topo, &ks, None).env("TTM_RUN_DIR", &empty.0),
+        ),
+    ] {
+        let (accepted, lookups, err) = served(&topo, &launch, n);
+        assert!(accepted.iter().all(|a| *a == real4), "{what}: {accepted:?}");
+        assert_eq!(lookups, n as i64, "{what}: {err}");
+    }
+
+    // unload takes the file with it.
+    ks.unload();
+    assert!(!file.exists(), "{} left behind", file.display());
 }

@@ -64,7 +64,7 @@ fn bad_values_warn_once_and_change_nothing() {
     assert_eq!(normalize(&out, true), normalize(&plain, true));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains(" warn backend backend=none why=\"TTM_BACKEND=bpf but pinned map"),
+        err.contains(" warn backend backend=none why=\"TTM_BACKEND=bpf but no ttm eBPF kit is pinned at /nonexistent/ttm-preload-tests "),
         "{err}"
     );
 }
@@ -121,4 +121,99 @@ fn json_lines() {
     assert_eq!(events["backend"], 1, "{events:?}");
     assert_eq!(events["no_room_for_ipv6"], 1, "warned once: {events:?}");
     assert!(events["rewrite"] > 0 && events["pass"] > 0, "{events:?}");
+}
+
+#[test]
+fn control_characters_from_the_environment_and_the_program_name_are_escaped() {
+    // Issue 11 F15: an ESC sequence in a value must not reach a terminal.
+    let scratch = preload::Scratch::new("log-esc");
+    let named = scratch.0.join("pro\x1b[2Jbe");
+    std::fs::copy(probe(), &named).unwrap();
+    let bad = "\x1b[31mbfp\x07\r\nx";
+    for json in [false, true] {
+        let format = if json { "json" } else { "text" };
+        let r = run(
+            &named,
+            &["errors"],
+            Preload::Libttm,
+            &[
+                ("TTM_BACKEND", bad),
+                ("TTM_LOG", "info"),
+                ("TTM_LOG_FORMAT", format),
+            ],
+        );
+        let err = r.stderr;
+        assert_eq!(
+            err.lines().count(),
+            2,
+            "{format}: one warning, one info: {err:?}"
+        );
+        assert!(
+            !err.chars().any(|c| c.is_control() && c != '\n'),
+            "{format}: a control character reached stderr: {err:?}"
+        );
+        if json {
+            for line in err.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(v["prog"], "pro\x1b[2Jbe", "{line}");
+                if v["event"] == "config" {
+                    assert_eq!(v["value"], bad, "{line}");
+                }
+            }
+        } else {
+            assert!(
+                err.contains(r#" warn config var=TTM_BACKEND value="\x1b[31mbfp\x07\r\nx" "#),
+                "{err:?}"
+            );
+            assert!(err.starts_with(r"ttm[pro\x1b[2Jbe:"), "{err:?}");
+        }
+    }
+}
+
+#[test]
+fn an_exported_trust_list_that_cannot_be_believed_is_ignored_with_a_warning() {
+    // Files ttmctl would never write; the real one is read in
+    // tests/preload_e2e.rs. TTM_BACKEND=kmod: a backend in use, so the
+    // list matters and is read.
+    let scratch = preload::Scratch::new("log-export");
+    let run_dir = scratch.0.join("run");
+    let pins = scratch.0.join("ttm");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    std::fs::create_dir_all(&pins).unwrap();
+    let pins_s = pins.to_str().unwrap();
+    let file = run_dir.join("ttm.json");
+    let env = [
+        ("TTM_BACKEND", "kmod"),
+        ("TTM_PIN_DIR", pins_s),
+        ("TTM_RUN_DIR", run_dir.to_str().unwrap()),
+    ];
+    let good =
+        format!(r#"{{"schema":1,"pin_dir":"{pins_s}","trusted":["10.0.0.0/8"],"any":false}}"#);
+    for (content, why) in [
+        (good.as_str(), format!("no ttm pins in {pins_s}")),
+        ("{", "not JSON".to_owned()),
+        (
+            r#"{"schema":1,"pin_dir":"/sys/fs/bpf/elsewhere/ttm","trusted":[],"any":true}"#,
+            "it is for pin dir /sys/fs/bpf/elsewhere/ttm".to_owned(),
+        ),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let (_, err) = stderr_of(&env, Preload::Libttm);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!(
+                " warn trust_export file=\"{}\" why=\"{why}",
+                file.display()
+            )),
+            "{content}: {err}"
+        );
+        assert!(
+            err.contains("ignored: every LB address is looked up"),
+            "{err}"
+        );
+    }
+    // No file: nothing to say at the default level.
+    std::fs::remove_file(&file).unwrap();
+    let (_, err) = stderr_of(&env, Preload::Libttm);
+    assert_eq!(err, "");
 }

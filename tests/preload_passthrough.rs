@@ -91,3 +91,46 @@ fn python_sees_what_it_sees_without_the_library() {
         assert_eq!(with.stderr, "");
     }
 }
+
+#[test]
+fn an_addrlen_with_no_memory_behind_it_fails_as_without_the_library_where_it_can() {
+    // Issue 11 F2. libttm reads *addrlen before the real call (the kernel
+    // overwrites it), so a pointer must be readable when the library can
+    // not tell it is not. Pointers that cannot be user memory at all are
+    // left to the kernel: EFAULT, the connection taken, exactly as
+    // without the library. A PROT_NONE page cannot be told from good
+    // memory without a syscall or a SIGSEGV handler (README, libttm.so
+    // rules): that case is pinned here as documented, SIGSEGV.
+    let without = run(&probe(), &["badlen"], Preload::Nothing, &[]).stdout;
+    let with = run(
+        &probe(),
+        &["badlen"],
+        Preload::LibttmAndFake,
+        &[
+            ("TTM_BACKEND", "kmod"),
+            ("FAKE_TTM_PEER", "198.51.100.7:5555"),
+        ],
+    )
+    .stdout;
+    let lines = |out: &str| -> Vec<String> { out.lines().map(str::to_owned).collect() };
+    let (without, with) = (lines(&without), lines(&with));
+    assert_eq!(without.len(), 9, "{without:#?}");
+    for l in &without {
+        assert!(l.contains(" ret=-1 errno=14 "), "libc alone: {l}");
+    }
+    // An accept that fails on addrlen has taken its connection.
+    assert!(
+        without
+            .iter()
+            .any(|l| l.ends_with(" accept ret=-1 errno=14 pending=0"))
+    );
+    for (w, l) in without.iter().zip(&with) {
+        if l.starts_with("badlen prot_none ") {
+            let call = l.split(' ').nth(2).unwrap();
+            assert_eq!(l, &format!("badlen prot_none {call} signal=11"));
+        } else {
+            assert_eq!(l, w, "same as without the library");
+        }
+    }
+    assert_eq!(with.len(), without.len(), "{with:#?}");
+}

@@ -235,11 +235,18 @@ fn counters_add_up() {
     for (which, client) in [("4", V6), ("dual", V4)] {
         let out = with_fake(&["matrix", which], client, &[("PROBE_STATS", "1")]);
         let lines = parse_lines(&out);
-        let s = stats(&out);
+        let mut s = stats(&out);
+        let lookups = s.remove("lookups").expect("a lookups counter");
         assert_eq!(
             s.values().sum::<u64>(),
             lines.len() as u64,
             "every call counted once: {s:?}"
+        );
+        // The fake module counts the questions it was asked, too.
+        assert_eq!(
+            lookups as i64,
+            lines.last().unwrap().lookups,
+            "ttm_stat's lookups and the backend's count agree"
         );
         let rewritten = lines
             .iter()
@@ -377,8 +384,16 @@ fn trusted_list_spares_the_lookup_for_other_addresses() {
     // Returned addresses here are 127.0.0.1 / ::1. Outside TTM_TRUSTED
     // they stay whatever the backend says, so asking costs a syscall for
     // nothing; inside it (and without a list) every visible one is asked.
+    // `::/0` trusts every IPv6 address and no IPv4 one (ttm_cidr's rule);
+    // the list takes commas and/or spaces.
     for which in ["4", "6"] {
-        for (trusted, want_asked) in [(None, 1), (Some("10.0.0.0/8,2001:db8::/32"), 0)] {
+        let v6_only = i64::from(which == "6");
+        for (trusted, want_asked) in [
+            (None, 1),
+            (Some("10.0.0.0/8,2001:db8::/32"), 0),
+            (Some("127.0.0.0/8 ::1"), 1),
+            (Some("::/0"), v6_only),
+        ] {
             let env: Vec<(&str, &str)> = trusted.iter().map(|t| ("TTM_TRUSTED", *t)).collect();
             let out = with_fake(&["matrix", which], V4, &env);
             let full = if which == "4" { 16 } else { 28 };

@@ -128,7 +128,7 @@ fn run(
         &mut len
     };
     // SAFETY: the pointers are NULL or our live buffers.
-    let before = unsafe { buffer_len(addr, addrlen) };
+    let before = unsafe { addrlen::before_call(addr, addrlen) };
     if !null_addr && !null_len {
         kernel_returns(&mut buf, &mut len, kernel);
     }

@@ -86,17 +86,28 @@ pub fn attached_names(cgroup: &Path) -> Vec<String> {
 /// Asserts that nothing is attached at or below `cgroup` and that none of
 /// `pin_dirs` exists: what a test checks after `ttmctl unload` / `simulate
 /// stop`, before the topology (and so the cgroup) goes away.
+///
+/// The kernel detaches a link whose last pin went in a deferred work
+/// item, an instant after the unlink returned: a loaded machine can show
+/// it still attached for a moment, so this waits up to 5 s for it to go.
 pub fn assert_nothing_left(cgroup: &Path, pin_dirs: &[&Path]) {
-    let progs = attached(cgroup);
-    let progs: Vec<&Value> = progs
-        .iter()
-        .filter(|c| c["programs"].as_array().is_some_and(|p| !p.is_empty()))
-        .collect();
-    assert!(
-        progs.is_empty(),
-        "programs still attached under {}: {progs:?}",
-        cgroup.display()
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let progs = attached(cgroup);
+        let progs: Vec<&Value> = progs
+            .iter()
+            .filter(|c| c["programs"].as_array().is_some_and(|p| !p.is_empty()))
+            .collect();
+        if progs.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "programs still attached under {}: {progs:?}",
+            cgroup.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for dir in pin_dirs {
         assert!(!dir.exists(), "pin dir {} left behind", dir.display());
     }

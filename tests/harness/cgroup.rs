@@ -189,3 +189,61 @@ impl Drop for CgroupTree {
         }
     }
 }
+
+/// A cgroup made below another one the test owns (e.g. the `app.service`
+/// of a slice), killed and removed on drop. Declare it after the
+/// topology that owns its parent, so it goes first.
+pub struct ChildCgroup {
+    path: PathBuf,
+}
+
+impl ChildCgroup {
+    /// Creates `<parent>/<name>`; `name` must be one new path component.
+    pub fn create(parent: &Path, name: &str) -> ChildCgroup {
+        assert!(
+            !name.is_empty() && !name.contains('/') && name != "." && name != "..",
+            "cgroup name {name:?} must be one path component"
+        );
+        let path = parent.join(name);
+        fs::create_dir(&path)
+            .unwrap_or_else(|e| panic!("cannot create cgroup {}: {e}", path.display()));
+        ChildCgroup { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What systemd does to a unit's cgroup when the unit stops: kill
+    /// what runs in it and remove the directory.
+    pub fn remove(&self) -> Result<(), String> {
+        if !self.path.exists() {
+            return Ok(());
+        }
+        let _ = fs::write(self.path.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while populated(&self.path) {
+            if Instant::now() > deadline {
+                return Err(format!("{} still populated", self.path.display()));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        rmdir_retrying(&self.path).map_err(|e| format!("rmdir {}: {e}", self.path.display()))
+    }
+
+    /// ... and what it does when the unit starts again: a new directory
+    /// at the same path, which is another cgroup.
+    pub fn recreate(&self) {
+        self.remove().unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir(&self.path)
+            .unwrap_or_else(|e| panic!("cannot create cgroup {}: {e}", self.path.display()));
+    }
+}
+
+impl Drop for ChildCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove() {
+            eprintln!("harness: {e}");
+        }
+    }
+}

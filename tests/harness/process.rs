@@ -228,6 +228,8 @@ pub struct Server {
     child: Mutex<Child>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// Set when stderr reached EOF: everything written is in `stderr`.
+    stderr_eof: Arc<std::sync::atomic::AtomicBool>,
     port: Option<u16>,
 }
 
@@ -266,8 +268,10 @@ impl Server {
             .unwrap_or_else(|e| panic!("cannot spawn server {name} ({cmd:?}): {e}"));
         let lines = line_reader(child.stdout.take().expect("piped stdout"));
         let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let sink = Arc::clone(&stderr);
+            let eof = Arc::clone(&stderr_eof);
             let mut err = child.stderr.take().expect("piped stderr");
             thread::spawn(move || {
                 let mut buf = [0u8; 4096];
@@ -280,6 +284,7 @@ impl Server {
                         .unwrap_or_else(|p| p.into_inner())
                         .push_str(&text);
                 }
+                eof.store(true, std::sync::atomic::Ordering::Release);
             });
         }
         Server {
@@ -288,6 +293,7 @@ impl Server {
             child: Mutex::new(child),
             lines,
             stderr,
+            stderr_eof,
             port: None,
         }
     }
@@ -365,11 +371,19 @@ impl Server {
         format!("process {status}; stderr: {}", self.stderr().trim_end())
     }
 
-    /// Waits for the server to exit on its own (e.g. after --count).
+    /// Waits for the server to exit on its own (e.g. after --count), and
+    /// for its stderr to be read to the end, so `stderr()` then holds all
+    /// it wrote (unless a child it left behind keeps the pipe open).
     pub fn wait_exit(&self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.child().try_wait().expect("try_wait") {
+                let eof_by = Instant::now() + Duration::from_secs(5);
+                while !self.stderr_eof.load(std::sync::atomic::Ordering::Acquire)
+                    && Instant::now() < eof_by
+                {
+                    thread::sleep(Duration::from_millis(5));
+                }
                 return s;
             }
             assert!(

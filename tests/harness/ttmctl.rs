@@ -59,6 +59,7 @@ pub fn getsockopt_compat_forced() -> bool {
 /// (`ttmctl load`), unloaded on drop.
 pub struct KernelSide<'t> {
     topo: &'t Topology,
+    cgroup: PathBuf,
     pin: PinDir,
     loaded: bool,
 }
@@ -66,9 +67,16 @@ pub struct KernelSide<'t> {
 impl<'t> KernelSide<'t> {
     /// `ttmctl load --cgroup <server> --pin-dir /sys/fs/bpf/ttm-test-<id> <extra>`.
     pub fn load(topo: &'t Topology, extra: &[&str]) -> KernelSide<'t> {
+        KernelSide::load_on(topo, topo.server_cgroup(), extra)
+    }
+
+    /// The same on another cgroup of the test's own (e.g. a child of the
+    /// server cgroup made with `ChildCgroup`).
+    pub fn load_on(topo: &'t Topology, cgroup: &Path, extra: &[&str]) -> KernelSide<'t> {
         let (id, _) = unique_id();
         let mut ks = KernelSide {
             topo,
+            cgroup: cgroup.to_owned(),
             pin: PinDir::new(&format!("ttm-test-{id}")),
             loaded: false,
         };
@@ -80,7 +88,7 @@ impl<'t> KernelSide<'t> {
         let mut args = vec![
             "load",
             "--cgroup",
-            path_str(self.topo.server_cgroup()),
+            path_str(&self.cgroup),
             "--pin-dir",
             path_str(self.pin.path()),
         ];
@@ -126,6 +134,12 @@ impl<'t> KernelSide<'t> {
         )
     }
 
+    /// `ttmctl status --json` whatever its exit code: (code, document).
+    /// The code is the verdict (0 ok, 1 error, 2 degraded, 3 not loaded).
+    pub fn status_exit(&self) -> (i32, Value) {
+        status_exit(self.pin.path())
+    }
+
     /// One counter from `status()["counters"]`.
     pub fn counter(&self, name: &str) -> u64 {
         counter_of(&self.status(), name)
@@ -149,6 +163,16 @@ impl<'t> KernelSide<'t> {
         ttmctl_ok(&["unload", "--pin-dir", &pin]);
         self.loaded = false;
     }
+}
+
+/// `ttmctl status --json --pin-dir <pin>` whatever its exit code.
+pub fn status_exit(pin: &Path) -> (i32, Value) {
+    let out = ttmctl(&["status", "--json", "--pin-dir", path_str(pin)]);
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("ttmctl status killed: {out:?}"));
+    (code, json(&out.stdout, "ttmctl status --json"))
 }
 
 /// `status["counters"][name]` as a number (panics naming what is there).

@@ -9,9 +9,19 @@
  * client); G: getsockopt(SOL_IP, 1345) on the same socket, answered by the
  * kernel side (or "G err <errno>"); P: the accepting process; T: the
  * accepting thread's index. It exits 0 after TOTAL connections, printing
- * "DONE <total> <threads that accepted at least once>".
+ * "DONE <total> <threads that accepted at least once>", then
+ * "LOOKUPS <n>": libttm's "lookups" counter (ttm_stat; -1 without libttm).
  *
- *   accept_threads [-f] THREADS TOTAL
+ *   accept_threads [-f] [-r REUSE] THREADS TOTAL
+ *
+ * -r does what daemons do at start-up, after libttm's constructor ran:
+ * closes every fd >= 3, then (unless REUSE is "closed") puts something
+ * else at fds 3..15, so whatever number libttm may have kept there now
+ * names another object:
+ *   file      /dev/null
+ *   socket    a UDP socket
+ *   array4k   a new BPF ARRAY map, 4-byte keys, 4 KiB values, 1024 entries
+ *   map:PATH  the pinned BPF map at PATH (e.g. another ttm's ttm_peers)
  *
  * Prints "READY <port>" once listening on 0.0.0.0, port chosen by the
  * kernel. With -f it forks once READY is out (libttm is loaded by then,
@@ -27,13 +37,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define TTM_SO_GET_PEER 1345
 #define MAX_THREADS 256
+#define REUSE_TOP 15
 
 struct ttm_peer {
 	unsigned short af;
@@ -107,6 +123,70 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+typedef int (*stat_fn)(unsigned, const char **, unsigned long long *);
+
+/* libttm's "lookups" counter, or -1 when libttm is not loaded. */
+static long long lookups(void)
+{
+	stat_fn stat = (stat_fn)dlsym(RTLD_DEFAULT, "ttm_stat");
+	unsigned long long v;
+	const char *name;
+	unsigned i;
+
+	for (i = 0; stat && stat(i, &name, &v) == 0; i++)
+		if (!strcmp(name, "lookups"))
+			return (long long)v;
+	return -1;
+}
+
+static int bpf_call(int cmd, union bpf_attr *attr)
+{
+	return (int)syscall(SYS_bpf, cmd, attr, sizeof(*attr));
+}
+
+/* The object -r REUSE names, as a new fd. */
+static int reuse_object(const char *what)
+{
+	union bpf_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	if (!strcmp(what, "file"))
+		return open("/dev/null", O_RDONLY);
+	if (!strcmp(what, "socket"))
+		return socket(AF_INET, SOCK_DGRAM, 0);
+	if (!strcmp(what, "array4k")) {
+		attr.map_type = BPF_MAP_TYPE_ARRAY;
+		attr.key_size = 4;
+		attr.value_size = 4096;
+		attr.max_entries = 1024;
+		return bpf_call(BPF_MAP_CREATE, &attr);
+	}
+	if (!strncmp(what, "map:", 4)) {
+		attr.pathname = (uint64_t)(uintptr_t)(what + 4);
+		return bpf_call(BPF_OBJ_GET, &attr);
+	}
+	fprintf(stderr, "accept_threads: unknown -r %s\n", what);
+	exit(2);
+}
+
+static void close_and_reuse(const char *what)
+{
+	long max = sysconf(_SC_OPEN_MAX), fd;
+	int obj;
+
+	for (fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+		close((int)fd);
+	if (!strcmp(what, "closed"))
+		return;
+	obj = reuse_object(what);
+	if (obj < 0)
+		die(what);
+	for (fd = 3; fd <= REUSE_TOP; fd++)
+		if (fd != obj && dup2(obj, (int)fd) < 0)
+			die("dup2");
+	fprintf(stderr, "accept_threads: fds 3..%d are now %s\n", REUSE_TOP, what);
+}
+
 static int serve(long threads)
 {
 	pthread_t t;
@@ -119,7 +199,7 @@ static int serve(long threads)
 		usleep(2000);
 	for (i = 0; i < threads; i++)
 		used += __atomic_load_n(&accepted_by[i], __ATOMIC_RELAXED) > 0;
-	printf("DONE %ld %ld\n", total, used);
+	printf("DONE %ld %ld\nLOOKUPS %lld\n", total, used, lookups());
 	fflush(stdout);
 	/* The other threads are still blocked in accept4(). */
 	_exit(0);
@@ -139,8 +219,13 @@ int main(int argc, char **argv)
 		argv++;
 		argc--;
 	}
+	if (argc > 2 && !strcmp(argv[1], "-r")) {
+		close_and_reuse(argv[2]);
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc != 3) {
-		fprintf(stderr, "usage: accept_threads [-f] THREADS TOTAL\n");
+		fprintf(stderr, "usage: accept_threads [-f] [-r REUSE] THREADS TOTAL\n");
 		return 2;
 	}
 	threads = strtol(argv[1], NULL, 10);

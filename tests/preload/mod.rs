@@ -3,7 +3,8 @@
 //! gcc, and run programs with and without the library on loopback.
 //!
 //! Every run starts from a clean environment for ttm (no inherited TTM_*
-//! or LD_PRELOAD) and points TTM_BPF_MAP at a path that does not exist, so
+//! or LD_PRELOAD) and points TTM_BPF_MAP at a path that does not exist
+//! (in a directory no `ttmctl load` exports a trust list for), so
 //! whatever kernel side the host has loaded cannot change the outcome;
 //! tests that want a backend preload `fake_kmod.c` and set TTM_BACKEND=kmod.
 //!
@@ -20,7 +21,7 @@ use std::sync::OnceLock;
 // Every preload test file compiles this module but uses only part of it.
 #[allow(unused_imports)]
 pub use crate::harness::binaries::{PYTHON, libttm, profile_dir};
-pub const NO_MAP: &str = "/nonexistent/ttm/ttm_peers";
+pub const NO_MAP: &str = "/nonexistent/ttm-preload-tests/ttm_peers";
 
 pub fn source(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -106,7 +107,23 @@ fn built_from(
 /// tests/preload/accept_threads.c: N threads accepting on one listener.
 pub fn accept_threads() -> PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    built(&P, "accept_threads", "accept_threads.c", &["-pthread"])
+    built(
+        &P,
+        "accept_threads",
+        "accept_threads.c",
+        &["-pthread", "-ldl"],
+    )
+}
+
+/// tests/preload/lookup_cost.c: what one lookup costs, each way.
+pub fn lookup_cost() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    built(
+        &P,
+        "lookup_cost",
+        "lookup_cost.c",
+        &["-O2", "-pthread", "-ldl"],
+    )
 }
 
 /// tests/preload/e2e_client.c: the end-to-end tests' client.

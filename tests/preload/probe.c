@@ -15,6 +15,8 @@
  *   probe unix PATH           AF_UNIX accept/getpeername, every size
  *   probe udp                 connected UDP getpeername, every size
  *   probe capi                the C API through dlsym
+ *   probe badlen              accept/accept4/getpeername with an addrlen
+ *                             no memory is behind (see badlen())
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -25,8 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const socklen_t sizes[] = {0, 1, 2, 8, 15, 16, 27, 28, 128};
@@ -257,6 +262,79 @@ static void udp(void)
 	close(c);
 }
 
+/*
+ * Each call with a 128-byte buffer and an addrlen pointing where no memory
+ * is: "small" (address 8, in the zero page), "top" (the last bytes of the
+ * address space, the kernel's half) and "prot_none" (a page mapped
+ * PROT_NONE). Each call runs in a child, so that a crash is a line:
+ *
+ *   badlen <where> <call> ret=<ok|-1> errno=<n> pending=<0|1>
+ *   badlen <where> <call> signal=<n>
+ *
+ * pending: whether the connection made for the call can still be accepted
+ * afterwards (an accept that fails with EFAULT has already taken it).
+ */
+static void badlen(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	void *none = mmap(NULL, (size_t)page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct {
+		const char *name;
+		socklen_t *p;
+	} where[] = {{"small", (socklen_t *)8},
+		     {"top", (socklen_t *)(UINTPTR_MAX - 7)},
+		     {"prot_none", (socklen_t *)none}};
+	size_t w;
+	int c;
+
+	if (none == MAP_FAILED)
+		die("mmap");
+	for (w = 0; w < sizeof(where) / sizeof(where[0]); w++)
+		for (c = ACCEPT; c <= GETPEERNAME; c++) {
+			struct sockaddr_storage ss;
+			socklen_t sslen;
+			int lst = tcp_listener(AF_INET, &ss, &sslen), cl, fd = -1, status;
+			pid_t pid;
+
+			fcntl(lst, F_SETFL, O_NONBLOCK);
+			cl = tcp_client(AF_INET, &ss, sslen);
+			if (c == GETPEERNAME && (fd = accept(lst, NULL, NULL)) < 0)
+				die("accept");
+			pid = fork();
+			if (pid < 0)
+				die("fork");
+			if (pid == 0) {
+				unsigned char buf[128];
+				int ret, err, more;
+
+				errno = 777;
+				if (c == ACCEPT)
+					ret = accept(lst, (struct sockaddr *)buf, where[w].p);
+				else if (c == ACCEPT4)
+					ret = accept4(lst, (struct sockaddr *)buf, where[w].p, 0);
+				else
+					ret = getpeername(fd, (struct sockaddr *)buf, where[w].p);
+				err = errno;
+				more = accept(lst, NULL, NULL) >= 0;
+				printf("badlen %s %s ret=%s errno=%d pending=%d\n", where[w].name,
+				       call_name[c], ret >= 0 ? "ok" : "-1", err,
+				       c == GETPEERNAME ? 0 : more);
+				fflush(stdout);
+				_exit(0);
+			}
+			if (waitpid(pid, &status, 0) != pid)
+				die("waitpid");
+			if (WIFSIGNALED(status))
+				printf("badlen %s %s signal=%d\n", where[w].name, call_name[c],
+				       WTERMSIG(status));
+			if (fd >= 0)
+				close(fd);
+			close(cl);
+			close(lst);
+		}
+	munmap(none, (size_t)page);
+}
+
 typedef int (*get_peer_fn)(int, struct sockaddr *, socklen_t *);
 typedef int (*get_raw_fn)(int, void *);
 typedef const char *(*str_fn)(void);
@@ -336,8 +414,10 @@ int main(int argc, char **argv)
 		udp();
 	else if (argc >= 2 && !strcmp(argv[1], "capi"))
 		capi();
+	else if (argc >= 2 && !strcmp(argv[1], "badlen"))
+		badlen();
 	else {
-		fprintf(stderr, "usage: probe errors|matrix 4|6|dual|unix PATH|udp|capi\n");
+		fprintf(stderr, "usage: probe errors|matrix 4|6|dual|unix PATH|udp|capi|badlen\n");
 		return 2;
 	}
 	stats();

@@ -20,11 +20,16 @@ pub struct TtmConfig {
 pub const CFG_TRUST_ENFORCED: u32 = 1 << 0;
 pub const CFG_REWRITE: u32 = 1 << 1;
 pub const CFG_DEFER_ACCEPT: u32 = 1 << 2;
-pub const CFG_GETSOCKOPT_COMPAT: u32 = 1 << 3;
+pub const CFG_TRUST_ANY: u32 = 1 << 3;
+pub const CFG_GETSOCKOPT_COMPAT: u32 = 1 << 4;
 
 pub const MISSING_SET_RETVAL: u32 = 1 << 0;
 pub const MISSING_DEFER_ACCEPT: u32 = 1 << 1;
 pub const MISSING_UNPRIV_READ: u32 = 1 << 2;
+
+/// `TTM_CNT_SLOTS`: entries of the pinned `ttm_counters` map, more than
+/// `COUNTERS` has, so the map fits versions that add counters.
+pub const COUNTER_SLOTS: u32 = 64;
 
 /// `struct ttm_lb_config`: what the LB emulator writes into the third ACK.
 #[repr(C)]
@@ -83,6 +88,10 @@ pub const COUNTERS: &[&str] = &[
     "stash_failed",
     "from_stash",
     "stash_stale",
+    "stash_unmatched",
+    "stash_cookie",
+    "fastopen",
+    "fastopen_claim",
 ];
 
 /// Counter slots of `ttm_lb_counters`, in `enum ttm_lb_counter` order.
@@ -92,9 +101,12 @@ pub const LB_COUNTERS: &[&str] = &["armed", "written", "reserve_failed", "store_
 pub mod pins {
     pub const PEERS: &str = "ttm_peers";
     pub const STASH: &str = "ttm_stash";
+    pub const STASH_COOKIE: &str = "ttm_stash_cookie";
     pub const CONFIG: &str = "ttm_config";
     pub const TRUSTED: &str = "ttm_trusted";
     pub const COUNTERS: &str = "ttm_counters";
+    /// An older version's counters map, while its counts are carried over.
+    pub const COUNTERS_OLD: &str = "ttm_counters_old";
     pub const LB_CONFIG: &str = "ttm_lb_config";
     pub const LB_COUNTERS: &str = "ttm_lb_counters";
     pub const LB_LINK: &str = "link_lb";
@@ -121,6 +133,7 @@ mod tests {
             ("TTM_CFG_TRUST_ENFORCED", CFG_TRUST_ENFORCED),
             ("TTM_CFG_REWRITE", CFG_REWRITE),
             ("TTM_CFG_DEFER_ACCEPT", CFG_DEFER_ACCEPT),
+            ("TTM_CFG_TRUST_ANY", CFG_TRUST_ANY),
             ("TTM_CFG_GETSOCKOPT_COMPAT", CFG_GETSOCKOPT_COMPAT),
             ("TTM_MISSING_SET_RETVAL", MISSING_SET_RETVAL),
             ("TTM_MISSING_DEFER_ACCEPT", MISSING_DEFER_ACCEPT),
@@ -129,6 +142,17 @@ mod tests {
             let decl = format!("{name} = 1 << {},", bit.trailing_zeros());
             assert!(header.contains(&decl), "bpf/ttm.h lacks `{decl}`");
         }
+    }
+
+    #[test]
+    fn counter_slots_match_the_header_and_leave_room() {
+        let header = include_str!("../../bpf/ttm.h");
+        assert!(
+            header.contains(&format!("#define TTM_CNT_SLOTS {COUNTER_SLOTS}\n")),
+            "COUNTER_SLOTS differs from TTM_CNT_SLOTS in bpf/ttm.h"
+        );
+        assert!(header.contains("TTM_CFG_TRUST_ANY = 1 << 3,"));
+        assert!(COUNTERS.len() < COUNTER_SLOTS as usize);
     }
 
     #[test]

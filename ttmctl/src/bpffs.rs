@@ -5,8 +5,10 @@
 use anyhow::{Context, Result, bail};
 use std::ffi::CString;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::escape;
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf";
@@ -42,32 +44,110 @@ pub fn ensure_default_mount() -> Result<()> {
     Ok(())
 }
 
-/// Creates `dir` (and missing parents) on bpffs, world-searchable so an
-/// unprivileged server can reach the peer map inside.
+/// Fails when `dir` exists but is not a directory: on bpffs, most likely
+/// a pinned map or link given where the directory holding it was meant.
+pub fn require_dir(dir: &Path) -> Result<()> {
+    let Ok(meta) = fs::metadata(dir) else {
+        return Ok(());
+    };
+    if meta.is_dir() {
+        return Ok(());
+    }
+    let shown = escape::path(dir);
+    if is_bpffs(dir) {
+        bail!(
+            "pin dir {shown} is a pinned BPF object (a map, program or link), not a directory; \
+             pass the directory that holds it{}",
+            dir.parent()
+                .map(|p| format!(" ({})", escape::path(p)))
+                .unwrap_or_default()
+        );
+    }
+    bail!("pin dir {shown} is not a directory");
+}
+
+/// Whether `dir` is the root of a mount (its parent is on another device).
+fn is_mount_root(dir: &Path) -> bool {
+    match (fs::metadata(dir), dir.parent().map(fs::metadata)) {
+        (Ok(d), Some(Ok(p))) => d.dev() != p.dev(),
+        _ => true,
+    }
+}
+
+/// Creates `dir` on bpffs, world-searchable so an unprivileged server can
+/// reach the peer map inside. Its parent must exist on bpffs: a missing
+/// one is more likely a typo than a wish for new directories that
+/// `unload` would then leave behind.
 pub fn create_pin_dir(dir: &Path) -> Result<PathBuf> {
+    let dir = std::path::absolute(dir).with_context(|| format!("pin dir {}", escape::path(dir)))?;
+    let shown = escape::path(&dir);
     if dir.starts_with(DEFAULT_ROOT) {
         ensure_default_mount()?;
     }
-    let parent = dir.parent().context("pin dir has no parent")?;
-    if !parent.exists() || !is_bpffs(parent) && !dir.exists() {
+    require_dir(&dir)?;
+    let Some(parent) = dir.parent() else {
+        bail!("pin dir {shown}: the filesystem root is no pin directory");
+    };
+    if !dir.exists() {
+        if !parent.exists() {
+            let existing = parent
+                .ancestors()
+                .find(|a| a.exists())
+                .unwrap_or(Path::new("/"));
+            if is_bpffs(existing) {
+                bail!(
+                    "pin dir {shown}: its parent {} does not exist; create it first \
+                     (mkdir -p {}) or choose a directory in {}",
+                    escape::path(parent),
+                    escape::path(parent),
+                    escape::path(existing)
+                );
+            }
+            bail!(
+                "pin dir {shown} is not on a BPF filesystem ({} is not bpffs); \
+                 use a directory under {DEFAULT_ROOT}",
+                escape::path(existing)
+            );
+        }
+        if !parent.is_dir() {
+            bail!(
+                "pin dir {shown}: its parent {} is not a directory",
+                escape::path(parent)
+            );
+        }
+        if !is_bpffs(parent) {
+            bail!(
+                "pin dir {shown}: its parent {} is not on a BPF filesystem \
+                 (mount -t bpf bpf {}, or use a directory under {DEFAULT_ROOT})",
+                escape::path(parent),
+                escape::path(parent)
+            );
+        }
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            // Another ttmctl made it first: the lock decides who goes on.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating pin dir {shown}"));
+            }
+        }
+    }
+    if !is_bpffs(&dir) {
+        bail!("pin dir {shown} is not on a BPF filesystem");
+    }
+    if is_mount_root(&dir) {
         bail!(
-            "pin dir {}: its parent {} is not on a BPF filesystem (mount -t bpf bpf {})",
-            dir.display(),
-            parent.display(),
-            parent.display()
+            "pin dir {shown} is the root of a BPF filesystem; give ttm a directory of its \
+             own in it, e.g. {}",
+            escape::path(&dir.join("ttm"))
         );
     }
-    if !dir.exists() {
-        fs::create_dir(dir).with_context(|| format!("creating pin dir {}", dir.display()))?;
-    }
-    if !is_bpffs(dir) {
-        bail!("pin dir {} is not on a BPF filesystem", dir.display());
-    }
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
-    Ok(dir.to_path_buf())
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod 755 {shown}"))?;
+    Ok(dir)
 }
 
 pub fn chmod(path: &Path, mode: u32) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {:o} {}", mode, path.display()))
+        .with_context(|| format!("chmod {:o} {}", mode, escape::path(path)))
 }

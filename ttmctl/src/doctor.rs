@@ -82,7 +82,7 @@ fn checks() -> Vec<Check> {
             "btf",
             Level::Warn,
             "no kernel BTF",
-            "ttm works without it, except for TCP_DEFER_ACCEPT listeners (see defer-accept)",
+            "ttm works without it, except for the connections ttm_deferred serves (see defer-accept)",
         )
     });
 
@@ -243,12 +243,22 @@ fn verify_programs() -> Check {
         "ttm_getpeername6",
     ];
     let r = scratch_load("core", objects::TTM, TTM_PROGS)
-        .and_then(|()| scratch_load("lb", objects::TTM_LB, &["ttm_lb"]));
+        .and_then(|()| scratch_load("lb", objects::TTM_LB, &["ttm_lb"]))
+        .and_then(|()| {
+            scratch_load(
+                "detect",
+                objects::TTM_DETECT,
+                &["ttm_detect_ops", "ttm_detect_ack"],
+            )
+        });
     match r {
         Ok(()) => check(
             "verifier",
             Level::Ok,
-            format!("accepted {}, ttm_lb", TTM_PROGS.join(", ")),
+            format!(
+                "accepted {}, ttm_lb, ttm_detect_ops, ttm_detect_ack",
+                TTM_PROGS.join(", ")
+            ),
             "",
         ),
         Err(e) => check(
@@ -311,7 +321,7 @@ fn defer_accept_check() -> Check {
         Ok(()) => check(
             NAME,
             Level::Ok,
-            "ttm_deferred accepted: TCP_DEFER_ACCEPT listeners are served",
+            "ttm_deferred accepted: TCP_DEFER_ACCEPT listeners, full accept queues and Fast Open are served",
             "",
         ),
         Err(e) => warn(format!("ttm_deferred refused: {e:#}")),

@@ -66,7 +66,8 @@ pub const FEATURES: [Feature; 8] = [
         since: (5, 10),
         missing_bit: abi::MISSING_DEFER_ACCEPT,
         without: "listeners with TCP_DEFER_ACCEPT (httpd's default AcceptFilter, nginx \
-                  `deferred`, HAProxy `defer-accept`) see the LB's address",
+                  `deferred`, HAProxy `defer-accept`) see the LB's address, and so do \
+                  connections whose third ACK a full accept queue drops, and TCP Fast Open ones",
     },
     Feature {
         name: "bpf_set_retval",

@@ -8,16 +8,16 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use crate::abi::{self, TtmConfig, pins};
-use crate::cidr::Cidr;
 use crate::features::{self, Feature};
 use crate::objects::{ATTACHMENTS, Attachment, Part, TTM};
 use crate::pinset::PinSet;
-use crate::{bpffs, cgroup, preflight, programs};
+use crate::trust::Trust;
+use crate::{bpffs, cgroup, counters, preflight, programs};
 
 pub struct LoadArgs {
     pub cgroup: Option<PathBuf>,
     pub pin_dir: PathBuf,
-    pub trust: Vec<Cidr>,
+    pub trust: Trust,
     pub formats: u32,
     pub rewrite: bool,
     pub defer_accept: bool,
@@ -99,15 +99,40 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         Some(dir) => cgroup::resolve(dir)?,
         None => cgroup::cgroup2_mount()?,
     };
-    let dir = bpffs::create_pin_dir(&args.pin_dir)?;
+    if let Some(unit) = cgroup::removed_on_restart(&cg) {
+        eprintln!(
+            "ttm: warning: {} is the cgroup of {unit}: systemd removes it when {unit} stops or \
+             restarts, and the programs attached to it go with it (`ttmctl status` then exits 2). \
+             Attach to a parent that stays, such as {}, which serves every unit below it",
+            crate::escape::path(&cg),
+            crate::escape::path(cg.parent().unwrap_or(&cg))
+        );
+    }
+    let (dir, _lock) = crate::lock::PinDirLock::create(&args.pin_dir)?;
+    if dir.join(pins::LB_LINK).exists() {
+        bail!(
+            "pin dir {} holds the LB emulator (ttmctl simulate); give ttm a directory of its own",
+            crate::escape::path(&dir)
+        );
+    }
     let reload = dir.join(ATTACHMENTS[0].link_pin).exists();
 
+    let set_aside = counters::set_aside_incompatible(&dir)?;
     let result = load_into(&mut args, &mut outcome, &cg, &dir);
+    match (set_aside, &result) {
+        (Some(old), Ok(())) => old.carry_over(),
+        (Some(old), Err(_)) => old.put_back(),
+        (None, _) => {}
+    }
     if result.is_err() && !reload {
         // Nothing was running before: leave nothing behind either.
         crate::unload::remove_pins(&dir);
     }
     result?;
+    crate::export::write_or_warn(&dir, &args.trust);
+    if args.trust == Trust::Unset {
+        eprintln!("ttm: warning: {}", crate::trust::UNSET_WARNING);
+    }
     println!(
         "ttm: {} at {} (pins in {}), formats {}, {}{}{}{}",
         if reload { "reloaded" } else { "loaded" },
@@ -129,17 +154,16 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         } else {
             ""
         },
-        if args.trust.is_empty() {
-            String::new()
-        } else {
-            format!(
+        match &args.trust {
+            Trust::Only(list) => format!(
                 ", options trusted only from {}",
-                args.trust
-                    .iter()
-                    .map(Cidr::to_string)
+                list.iter()
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(" ")
-            )
+            ),
+            Trust::Any => ", options trusted from any source (--trust any)".into(),
+            Trust::Unset => String::new(),
         }
     );
     Ok(())
@@ -182,9 +206,11 @@ fn loaded_program(a: &Attachment, outcome: &Outcome) -> &'static str {
 
 fn load_into(args: &mut LoadArgs, outcome: &mut Outcome, cg: &Path, dir: &Path) -> Result<()> {
     // The peer map is pinned by name: a reload reuses it, so connections
-    // accepted before the reload keep their answers.
+    // accepted before the reload keep their answers. So are the counters,
+    // which a reload thus keeps; readable by all for `ttmctl status`.
     let mut ebpf = programs::open(TTM, Some(dir))?;
     bpffs::chmod(&dir.join(pins::PEERS), 0o644)?;
+    bpffs::chmod(&dir.join(pins::COUNTERS), 0o644)?;
 
     if args.defer_accept {
         // Optional: a kernel that refuses it still gets everything else.
@@ -209,8 +235,11 @@ fn load_into(args: &mut LoadArgs, outcome: &mut Outcome, cg: &Path, dir: &Path) 
     }
 
     let mut flags = 0;
-    if !args.trust.is_empty() {
+    if args.trust.enforced() {
         flags |= abi::CFG_TRUST_ENFORCED;
+    }
+    if args.trust == Trust::Any {
+        flags |= abi::CFG_TRUST_ANY;
     }
     if args.rewrite {
         flags |= abi::CFG_REWRITE;
@@ -235,9 +264,11 @@ fn load_into(args: &mut LoadArgs, outcome: &mut Outcome, cg: &Path, dir: &Path) 
     {
         let map = ebpf.map_mut(pins::TRUSTED).context("trusted map missing")?;
         let mut trie: LpmTrie<_, [u8; 16], u8> = LpmTrie::try_from(map)?;
-        for c in &args.trust {
-            let (len, bytes) = c.key();
-            trie.insert(&Key::new(len, bytes), 1, 0)
+        // Value 0 marks a prefix as not trusted (the IPv4 space under a
+        // covering IPv6 prefix); the programs check for 1.
+        for (c, value) in ttm_cidr::trie_entries(args.trust.prefixes()) {
+            let (len, bytes) = c.trie_key();
+            trie.insert(&Key::new(len, bytes), value, 0)
                 .with_context(|| format!("adding trusted prefix {c}"))?;
         }
     }
@@ -255,9 +286,10 @@ fn load_into(args: &mut LoadArgs, outcome: &mut Outcome, cg: &Path, dir: &Path) 
     }
 
     let mut set = PinSet::new(dir);
-    set.stage(map_fd(&ebpf, pins::CONFIG)?, pins::CONFIG, 0o600)?;
-    set.stage(map_fd(&ebpf, pins::TRUSTED)?, pins::TRUSTED, 0o600)?;
-    set.stage(map_fd(&ebpf, pins::COUNTERS)?, pins::COUNTERS, 0o600)?;
+    // Readable by all, like the counters: `ttmctl status` without root.
+    // Links stay 0600 (whoever can open one can detach it).
+    set.stage(map_fd(&ebpf, pins::CONFIG)?, pins::CONFIG, 0o644)?;
+    set.stage(map_fd(&ebpf, pins::TRUSTED)?, pins::TRUSTED, 0o644)?;
     for (a, fd) in &links {
         set.stage(fd.as_fd(), a.link_pin, 0o600)?;
     }

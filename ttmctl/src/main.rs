@@ -2,13 +2,20 @@
 //! emulate a full-NAT load balancer for tests.
 
 mod abi;
+mod atomic_file;
 mod bpffs;
 mod cgroup;
-mod cidr;
+mod cli;
+mod counters;
+mod detect;
 mod doctor;
+mod escape;
+mod export;
 mod features;
 mod format;
 mod load;
+mod lock;
+mod metrics;
 mod objects;
 mod pinned;
 mod pinset;
@@ -17,119 +24,27 @@ mod programs;
 mod simulate;
 mod status;
 mod sys;
+mod trust;
 mod unload;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::Parser;
 
-const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ttm";
-const DEFAULT_LB_PIN_DIR: &str = "/sys/fs/bpf/ttm-lb";
+use cli::{Cli, Cmd, SimCmd};
+// simulate.rs names it in a message.
+pub use cli::DEFAULT_LB_PIN_DIR;
 
-#[derive(Parser)]
-#[command(
-    name = "ttmctl",
-    version,
-    about = "Give servers behind a full-NAT load balancer their real clients, with eBPF instead of a kernel module",
-    long_about = "ttmctl loads ttm's eBPF programs: they read the real client a full-NAT LB \
-        (Kingsoft TTM, Alibaba/Huawei/DPVS/Tencent TOA) puts in a TCP option of the handshake, \
-        answer the vendors' getsockopt ABIs (SOL_IP/1345, IPPROTO_IP/4096), and rewrite \
-        accept()/getpeername() in-kernel where the socket's family can hold the client."
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Load, attach and pin the kernel side (again: replace it, with no gap)
-    Load {
-        /// cgroup v2 directory whose sockets are served [default: the cgroup2 root]
-        #[arg(long, value_name = "DIR")]
-        cgroup: Option<PathBuf>,
-        /// bpffs directory for pins; the peer map is <DIR>/ttm_peers
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-        /// Honour options only from LB source addresses in CIDR (repeatable; IPv4 or IPv6)
-        #[arg(long = "trust", value_name = "CIDR", value_parser = cidr::Cidr::parse)]
-        trust: Vec<cidr::Cidr>,
-        /// Option format to parse, as KIND/LEN: 254/8 254/20 253/20 253/8 200/8 (repeatable)
-        /// [default: 254/8 254/20 253/20]
-        #[arg(long = "format", value_name = "KIND/LEN", value_parser = format::parse)]
-        formats: Vec<u32>,
-        /// Do not rewrite accept()/getpeername() in-kernel; answer getsockopt and the map only
-        #[arg(long)]
-        no_rewrite: bool,
-        /// Do not serve listeners with TCP_DEFER_ACCEPT (httpd's default AcceptFilter,
-        /// nginx `deferred`, HAProxy `defer-accept`): skip the cgroup_skb program that
-        /// keeps the option of the third ACK, which such listeners drop, and runs for
-        /// every packet the cgroup's sockets receive
-        #[arg(long)]
-        no_defer_accept: bool,
-        /// Load the getsockopt program kernels without bpf_set_retval (5.10-5.17) get,
-        /// on any kernel: getsockopt 4096 then leaves the kernel's ENOPROTOOPT where it
-        /// would return EINVAL or ENOTCONN (to test the path older kernels take)
-        #[arg(long)]
-        getsockopt_compat: bool,
-    },
-    /// Detach and remove everything `load` pinned
-    Unload {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-    },
-    /// Where the kernel side is attached, its configuration and counters
-    Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-        /// Machine-readable output (stable field names)
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check kernel, cgroup v2, bpffs, privileges and conflicting modules
-    Doctor {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Emulate a full-NAT LB: put a TCP option into the third ACK of
-    /// connections made from a cgroup
-    #[command(subcommand)]
-    Simulate(SimCmd),
-}
-
-#[derive(Subcommand)]
-enum SimCmd {
-    /// Attach the emulator to a client cgroup (again: change the option in place)
-    Start {
-        /// cgroup v2 directory of the client processes (never the root)
-        #[arg(long, value_name = "DIR")]
-        cgroup: PathBuf,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
-        pin_dir: PathBuf,
-        /// Claimed client: IP:PORT, [IPv6]:PORT, or IP (port = each connection's own source port)
-        #[arg(long, value_name = "ADDR", value_parser = simulate::Claim::parse, required_unless_present = "raw", conflicts_with = "raw")]
-        client: Option<simulate::Claim>,
-        /// Option format for --client as KIND/LEN [default: 254/8 for IPv4, 254/20 for IPv6]
-        #[arg(long, value_name = "KIND/LEN", requires = "client")]
-        format: Option<String>,
-        /// Raw option bytes in hex (kind, length byte, data), one bpf_store_hdr_opt
-        /// call each; repeat up to 4 times, e.g. to build malformed lists
-        #[arg(long, value_name = "HEX", value_parser = simulate::parse_hex)]
-        raw: Vec<Vec<u8>>,
-    },
-    /// Detach the emulator and remove its pins
-    Stop {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
-        pin_dir: PathBuf,
-    },
-    /// What the emulator is writing and has written
-    Status {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_LB_PIN_DIR)]
-        pin_dir: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
-}
+/// `ttmctl --version`: the release, the commit it was built from and the
+/// SHA-256 of the embedded eBPF object, which tells two builds of the same
+/// version apart (build.rs sets both).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TTM_GIT_COMMIT"),
+    ", bpf sha256 ",
+    env!("TTM_BPF_SHA256"),
+    ")"
+);
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
@@ -144,7 +59,7 @@ fn run(cli: Cli) -> Result<()> {
         } => load::run(load::LoadArgs {
             cgroup,
             pin_dir,
-            trust,
+            trust: trust::combine(trust)?,
             formats: if formats.is_empty() {
                 format::DEFAULT_MASK
             } else {
@@ -155,8 +70,36 @@ fn run(cli: Cli) -> Result<()> {
             getsockopt_compat,
         }),
         Cmd::Unload { pin_dir } => unload::run(&pin_dir, "unload"),
-        Cmd::Status { pin_dir, json } => status::run(&pin_dir, json),
+        Cmd::Status {
+            pin_dir,
+            format,
+            json,
+            output,
+        } => {
+            let format = if json {
+                cli::StatusFormat::Json
+            } else {
+                format
+            };
+            let code = status::run(&pin_dir, format, output.as_deref())?;
+            std::process::exit(code)
+        }
         Cmd::Doctor { json } => doctor::run(json),
+        Cmd::Detect {
+            cgroup,
+            pid,
+            pin_dir,
+            seconds,
+            handshakes,
+            json,
+        } => detect::run(detect::Options {
+            cgroup,
+            pid,
+            pin_dir,
+            seconds,
+            handshakes,
+            json,
+        }),
         Cmd::Simulate(SimCmd::Start {
             cgroup,
             pin_dir,
@@ -175,9 +118,39 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// clap's error text with every value it quotes from the command line
+/// escaped (clap strips ANSI sequences, not newlines or lone control
+/// bytes), then as any message of ours.
+fn clap_error(e: &clap::Error) -> String {
+    use clap::error::ContextValue;
+    let mut text = e.render().to_string();
+    for (_, v) in e.context() {
+        let values = match v {
+            ContextValue::String(s) => std::slice::from_ref(s),
+            ContextValue::Strings(v) => v.as_slice(),
+            _ => &[],
+        };
+        for s in values {
+            text = text.replace(s.as_str(), &escape::value(s));
+        }
+    }
+    escape::message(&text)
+}
+
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("ttmctl: {e:#}");
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // clap's errors quote the offending value as given: escaped like
+        // every other message. Help and version go out as clap writes them.
+        if !e.use_stderr() {
+            e.exit();
+        }
+        eprint!("{}", clap_error(&e));
+        // 1 like every other error: clap's own 2 is what `status` says
+        // for "degraded".
+        std::process::exit(1);
+    });
+    if let Err(e) = run(cli) {
+        eprintln!("ttmctl: {}", escape::message(&format!("{e:#}")));
         std::process::exit(1);
     }
 }

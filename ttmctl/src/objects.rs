@@ -7,6 +7,10 @@ pub static TTM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/t
 /// LB emulator (`bpf/ttm_lb.bpf.c`).
 pub static TTM_LB: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ttm_lb.bpf.o"));
 
+/// `ttmctl detect`'s option recorder (`bpf/ttm_detect.bpf.c`).
+pub static TTM_DETECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ttm_detect.bpf.o"));
+
 /// Which part of the kernel side a program belongs to; every part but
 /// `Core` can be left out with a `ttmctl load` flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,9 +12,11 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use crate::abi::{self, LB_CHUNK_MAX, LB_CHUNKS, LB_COUNTERS, LbConfig, pins};
+use crate::lock::PinDirLock;
+use crate::objects::ATTACHMENTS;
 use crate::pinset::PinSet;
 use crate::sys::attach;
-use crate::{bpffs, cgroup, format, pinned, preflight, programs};
+use crate::{DEFAULT_LB_PIN_DIR, cgroup, escape, format, pinned, preflight, programs};
 
 /// The claimed client: an address, and a port or "each connection's own
 /// source port".
@@ -73,9 +75,16 @@ pub fn encode(claim: &Claim, fmt: Option<&str>) -> Result<LbConfig> {
     Ok(cfg)
 }
 
-/// Raw chunks, each written by one bpf_store_hdr_opt call. The kernel
-/// insists on a kind other than EOL/NOP and a length byte no larger than
-/// the chunk (it writes that many bytes), 4+ for kinds 253/254.
+/// Raw chunks, each written by one bpf_store_hdr_opt call, byte for byte
+/// as given. The kernel writes as many bytes as a chunk's length byte
+/// says (bytes past it would be dropped without a word, so such a chunk
+/// is refused), never an EOL/NOP kind, and at least 4 bytes of kinds
+/// 253/254. Malformed lists are built from a last chunk that is a lone
+/// kind byte (`c9`: the kernel is given `c9 01` and writes the `c9`), or a
+/// kind with length byte 1 (`c801`: the kernel writes the `c8`, the NOP
+/// padding it adds after the options is the `01`). Nothing can follow
+/// either: the kernel refuses to write past an option it cannot walk.
+/// The kernel then pads the options with NOPs to a multiple of 4 bytes.
 pub fn chunks(list: &[Vec<u8>]) -> Result<LbConfig> {
     if list.is_empty() || list.len() > LB_CHUNKS {
         bail!("give 1 to {LB_CHUNKS} option chunks");
@@ -84,25 +93,62 @@ pub fn chunks(list: &[Vec<u8>]) -> Result<LbConfig> {
     let mut written = 0usize;
     for (i, c) in list.iter().enumerate() {
         let hex = hex(c);
-        if c.len() < 2 || c.len() > LB_CHUNK_MAX {
-            bail!("option chunk {hex}: 2 to {LB_CHUNK_MAX} bytes (kind, length, data)");
+        let last = i + 1 == list.len();
+        if c.is_empty() || c.len() > LB_CHUNK_MAX {
+            bail!("option chunk {hex}: 1 to {LB_CHUNK_MAX} bytes (kind, length, data)");
         }
         if c[0] <= 1 {
             bail!("option chunk {hex}: the kernel writes no EOL/NOP kinds; pick another kind");
         }
-        if usize::from(c[1]) > c.len() {
-            bail!(
-                "option chunk {hex}: its length byte {} exceeds its {} bytes",
-                c[1],
+        let kernel_chunk: &[u8] = match c.get(1).map(|&l| usize::from(l)) {
+            None | Some(1) if !last => bail!(
+                "option chunk {hex}: an option without a valid length byte ends the list \
+                 (the kernel writes nothing after it); give it last"
+            ),
+            None => &[c[0], 1],
+            Some(0) => bail!("option chunk {hex}: the kernel writes nothing of a length byte 0"),
+            Some(1) if c.len() > 2 => bail!(
+                "option chunk {hex}: its length byte 1 covers only its kind byte; the kernel \
+                 would drop the {} bytes after it",
+                c.len() - 1
+            ),
+            // The kernel writes the kind; the `01` is its NOP padding.
+            Some(1) => c,
+            Some(l) if l > c.len() => bail!(
+                "option chunk {hex}: its length byte {l} exceeds its {} bytes",
                 c.len()
+            ),
+            Some(l) if l < c.len() => bail!(
+                "option chunk {hex}: its length byte {l} covers {l} of its {} bytes, and the \
+                 kernel would drop the rest; give each option as its own --raw",
+                c.len()
+            ),
+            Some(l) if (c[0] == 253 || c[0] == 254) && l < 4 => {
+                bail!("option chunk {hex}: the kernel wants kinds 253/254 at least 4 bytes long")
+            }
+            Some(_) => c,
+        };
+        // The kernel writes each kind once (253/254: each magic, the two
+        // bytes after the length) and skips a repeat without a word.
+        let same = |d: &Vec<u8>| {
+            d[0] == c[0] && (!matches!(c[0], 253 | 254) || d.get(2..4) == c.get(2..4))
+        };
+        if list[..i].iter().any(same) {
+            bail!(
+                "option chunk {hex}: the kernel writes each option kind once; this one is a repeat"
             );
         }
-        if (c[0] == 253 || c[0] == 254) && c[1] < 4 {
-            bail!("option chunk {hex}: the kernel wants kinds 253/254 at least 4 bytes long");
-        }
-        cfg.chunk[i][..c.len()].copy_from_slice(c);
-        cfg.chunk_len[i] = c.len() as u8;
-        written += usize::from(c[1]);
+        cfg.chunk[i][..kernel_chunk.len()].copy_from_slice(kernel_chunk);
+        cfg.chunk_len[i] = kernel_chunk.len() as u8;
+        // The room is what was given: a `c801`'s second byte is the NOP
+        // the kernel pads the reserved room with.
+        written += c.len();
+    }
+    if written < 2 {
+        bail!(
+            "a lone kind byte needs an option before it: the kernel reserves no room of \
+             less than 2 bytes"
+        );
     }
     if written > 40 {
         bail!(
@@ -110,7 +156,7 @@ pub fn chunks(list: &[Vec<u8>]) -> Result<LbConfig> {
         );
     }
     cfg.nchunks = list.len() as u32;
-    cfg.reserve = written.max(2) as u32;
+    cfg.reserve = written as u32;
     Ok(cfg)
 }
 
@@ -139,9 +185,18 @@ pub fn start(cg: &Path, dir: &Path, cfg: LbConfig) -> Result<()> {
     preflight::require_root("simulate")?;
     preflight::require_kernel()?;
     let cg = cgroup::resolve(cg)?;
-    if cg == cgroup::cgroup2_mount()? {
+    if cgroup::is_root(&cg)? {
         bail!(
             "refusing to emulate an LB for the root cgroup: every connection on the host would carry the option; make a cgroup for the clients"
+        );
+    }
+    let (dir, _lock) = PinDirLock::create(dir)?;
+    let dir = dir.as_path();
+    if dir.join(ATTACHMENTS[0].link_pin).exists() {
+        bail!(
+            "pin dir {} holds ttm's kernel side (ttmctl load); give the emulator a directory \
+             of its own, e.g. {DEFAULT_LB_PIN_DIR}",
+            escape::path(dir)
         );
     }
     let link_pin = dir.join(pins::LB_LINK);
@@ -161,7 +216,6 @@ pub fn start(cg: &Path, dir: &Path, cfg: LbConfig) -> Result<()> {
         println!("ttm: LB emulator option updated ({})", dir.display());
         return Ok(());
     }
-    bpffs::create_pin_dir(dir)?;
     let r = attach_new(&cg, dir, cfg);
     if r.is_err() {
         crate::unload::remove_pins(dir);
@@ -204,6 +258,7 @@ fn attach_new(cg: &Path, dir: &Path, cfg: LbConfig) -> Result<()> {
 
 pub fn status(dir: &Path, as_json: bool) -> Result<()> {
     preflight::require_root("simulate status")?;
+    crate::bpffs::require_dir(dir)?;
     if !dir.join(pins::LB_LINK).exists() {
         if as_json {
             println!("{}", json!({ "running": false, "pin_dir": dir }));
@@ -286,10 +341,37 @@ mod tests {
 
     #[test]
     fn raw_chunks_are_checked_like_the_kernel_does() {
-        assert!(chunks(&[parse_hex("c801").unwrap(), parse_hex("2702").unwrap()]).is_ok());
-        assert!(chunks(&[parse_hex("0102").unwrap()]).is_err()); // NOP kind
-        assert!(chunks(&[parse_hex("c805aa").unwrap()]).is_err()); // len byte > bytes
-        assert!(chunks(&[parse_hex("fe02aa").unwrap()]).is_err()); // 254 shorter than 4
+        let raw = |list: &[&str]| {
+            chunks(
+                &list
+                    .iter()
+                    .map(|h| parse_hex(h).unwrap())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert!(raw(&["2702", "c801"]).is_ok());
+        assert!(raw(&["0102"]).is_err()); // NOP kind
+        assert!(raw(&["c805aa"]).is_err()); // len byte > bytes
+        assert!(raw(&["fe02aa"]).is_err()); // 254 shorter than 4
+        assert!(raw(&["c800"]).is_err()); // nothing would be written
+        // F10: bytes past the length byte would be dropped by the kernel.
+        let e = raw(&["c804aabbccdd"]).unwrap_err().to_string();
+        assert!(e.contains("covers 4 of its 6 bytes"), "{e}");
+        assert!(raw(&["c801aa"]).is_err());
+        // Nothing can be written after an option the kernel cannot walk.
+        assert!(raw(&["c801", "c802"]).is_err());
+        assert!(raw(&["c9", "c802"]).is_err());
+        assert!(raw(&["c9"]).is_err()); // less than the kernel reserves
+        assert!(raw(&["c802", "c801"]).is_err()); // a repeated kind
+        assert!(raw(&["fe08111122223333", "fe08444422223333"]).is_ok()); // other magic
+        assert!(raw(&["fe08111122223333", "fe08111144445555"]).is_err());
+        // What is given is what is reserved and written.
+        let cfg = raw(&["c803aa", "c9"]).unwrap();
+        assert_eq!((cfg.nchunks, cfg.reserve), (2, 4));
+        assert_eq!((cfg.chunk_len[0], cfg.chunk_len[1]), (3, 2));
+        assert_eq!(&cfg.chunk[1][..2], &[0xc9, 1]);
+        let cfg = raw(&["c801"]).unwrap();
+        assert_eq!((cfg.reserve, cfg.chunk_len[0]), (2, 2));
         assert!(chunks(&[]).is_err());
         assert!(parse_hex("abc").is_err());
         assert!(parse_hex("zz").is_err());

@@ -8,6 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 const BPF_OBJ_GET: libc::c_long = 7;
+/// `file_flags` of BPF_OBJ_GET: a read-only fd, which needs only read
+/// permission on the pin.
+pub const BPF_F_RDONLY: u32 = 1 << 3;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
 fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> io::Result<libc::c_long> {

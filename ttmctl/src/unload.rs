@@ -28,8 +28,10 @@ fn known_names() -> impl Iterator<Item = &'static str> {
         pins::CONFIG,
         pins::TRUSTED,
         pins::COUNTERS,
+        pins::COUNTERS_OLD,
         pins::PEERS,
         pins::STASH,
+        pins::STASH_COOKIE,
         pins::LB_CONFIG,
         pins::LB_COUNTERS,
     ])
@@ -41,10 +43,14 @@ fn is_ttm_pin_dir(dir: &Path) -> bool {
 
 pub fn run(dir: &Path, what: &str) -> Result<()> {
     preflight::require_root(what)?;
-    if !dir.exists() {
+    let lock = crate::lock::PinDirLock::existing(dir)?;
+    // First: without it libttm.so only looks up more, never trusts a
+    // list the kernel no longer applies.
+    crate::export::remove(dir);
+    let Some(_lock) = lock else {
         println!("ttm: nothing loaded at {}", dir.display());
         return Ok(());
-    }
+    };
     if !crate::bpffs::is_bpffs(dir) {
         bail!(
             "{} is not on a BPF filesystem; refusing to remove it",
