@@ -1086,13 +1086,23 @@ fn forged_acks_cannot_evict_the_claims_of_real_handshakes() {
         .filter(|r| swept.contains(&local_port(r)))
         .count() as u64;
     let real = real as u64;
+    // Every other forged ACK is counted once. One that hits a real
+    // handshake's request socket reaches the listener's ingress program
+    // twice on 6.18 and not at all on Debian 12's 6.1 (the kernel matrix
+    // saw forged - hit there): either way its claim is left alone, as
+    // checked above.
+    let unmatched = ks.counter("stash_unmatched");
+    assert!(
+        (forged - hit..=forged + hit).contains(&unmatched),
+        "stash_unmatched {unmatched}: not {forged} forged ACKs +/- the {hit} that hit real handshakes"
+    );
     assert_counters(
         &ks,
         &[
             ("stashed", real),
             ("from_stash", real),
             ("found_v4", real),
-            ("stash_unmatched", forged + hit),
+            ("stash_unmatched", unmatched),
             ("getsockopt_ttm", real),
             ("getsockopt_error", real),
             ("rewrite4", 2 * real),
