@@ -2,7 +2,7 @@
 # Both install missing system packages first (scripts/deps.sh, as root).
 CARGO ?= cargo
 
-.PHONY: deps build demo test lint package image bench
+.PHONY: deps build demo test test-kernels lint package image bench
 
 deps:
 	scripts/deps.sh
@@ -19,6 +19,13 @@ lint: deps
 
 test: build lint
 	$(CARGO) test --workspace
+	scripts/test-kernels.sh
+
+# The tests that touch the kernel, and the demo, on each kernel in KERNELS
+# (default "host 6.1": this machine's, and Debian 12's in a VM), then one
+# table of what passed where (scripts/test-kernels.sh; docs/kernels.md).
+test-kernels: deps
+	scripts/test-kernels.sh
 
 # .deb and .rpm for x86_64 and aarch64 in target/packages/, built against
 # glibc 2.17 (scripts/package.sh, docs/packaging.md)

@@ -50,13 +50,24 @@ enum ttm_config_flags {
 	TTM_CFG_DEFER_ACCEPT = 1 << 2,
 	/* --trust any: every source on purpose (status gives no warning). */
 	TTM_CFG_TRUST_ANY = 1 << 3,
+	/* ttm_getsockopt_compat attached instead of ttm_getsockopt
+	 * (informational for status). */
+	TTM_CFG_GETSOCKOPT_COMPAT = 1 << 4,
+};
+
+/* Kernel features `ttmctl load` found missing, in ttm_config.missing. The
+ * programs never read it; it tells `ttmctl status` what this kernel lacks. */
+enum ttm_missing {
+	TTM_MISSING_SET_RETVAL = 1 << 0,   /* bpf_set_retval (5.18) */
+	TTM_MISSING_DEFER_ACCEPT = 1 << 1, /* kernel BTF / ttm_deferred refused */
+	TTM_MISSING_UNPRIV_READ = 1 << 2,  /* unprivileged map reads (5.19) */
 };
 
 struct ttm_config {
 	__u32 formats;
 	__u32 flags;
 	__u32 abi_version;
-	__u32 reserved;
+	__u32 missing; /* enum ttm_missing */
 };
 #define TTM_ABI_VERSION 1
 

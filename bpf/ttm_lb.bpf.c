@@ -58,15 +58,20 @@ static __always_inline int store_chunk(struct bpf_sock_ops *skops,
 
 	if (i >= TTM_LB_CHUNKS)
 		return 0;
-	len = cfg->chunk_len[i];
-	if (len < 2 || len > TTM_LB_CHUNK_MAX)
-		return -1;
 	__builtin_memcpy(buf, cfg->chunk[i], TTM_LB_CHUNK_MAX);
 	if (i == 0 && (cfg->flags & TTM_LB_PORT_FROM_SOURCE)) {
 		__u16 port = bpf_htons((__u16)skops->local_port);
 
 		__builtin_memcpy(&buf[2], &port, 2);
 	}
+	/* The length is read and checked only now, next to the call: Linux
+	 * 6.1's verifier wants it proven >= 1 in the register passed, and
+	 * forgets the bounds of a value checked before clang spills it to
+	 * the stack (it did, to free registers for the copy above). */
+	asm volatile("" ::: "memory");
+	len = cfg->chunk_len[i];
+	if (len < 2 || len > TTM_LB_CHUNK_MAX)
+		return -1;
 	return bpf_store_hdr_opt(skops, buf, len, 0);
 }
 

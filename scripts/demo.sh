@@ -72,11 +72,12 @@ done
 sleep 0.2; sed 's/^/   nginx access.log| /' "$NGX/access.log"
 echo "   -> no module, no shim: the dual-stack socket lets the kernel give nginx both clients"
 
-if [ -x target/debug/libttm.so ] || [ -e target/debug/libttm.so ]; then
+LIBTTM=${LIBTTM:-$PWD/target/debug/libttm.so}
+if [ -e "$LIBTTM" ]; then
   say "the C example on an AF_INET listener, preloaded with libttm.so: 6to4 widened to sockaddr_in6"
   gcc -O2 -Wall -Iinclude -o "$NGX/server" examples/c/server.c -ldl
   COUT=$NGX/c.out; : > "$COUT"
-  run_in "$NS_S" "$CG/server" env LD_PRELOAD="$PWD/target/debug/libttm.so" TTM_BPF_MAP="$PIN/ttm_peers" \
+  run_in "$NS_S" "$CG/server" env LD_PRELOAD="$LIBTTM" TTM_BPF_MAP="$PIN/ttm_peers" \
     "$NGX/server" -b 0.0.0.0 -n 1 8082 >>"$COUT" 2>&1 &
   claim '[2001:db8::7]:4343'
   for _ in $(seq 50); do request 8082 >/dev/null 2>&1 && break; sleep 0.1; done

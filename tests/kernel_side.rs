@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use harness::bpffs::{assert_nothing_left, attached_names};
-use harness::ttmctl::counter_of;
+use harness::ttmctl::{counter_of, ttmctl_ok};
 use harness::{
     HeldConnection, KernelSide, LbEmulator, PYTHON, Server, Topology, connect, echo_server,
     fixture, run_client, run_to_end,
@@ -173,7 +173,11 @@ fn four_to_four_every_view_shows_the_claimed_client() {
     assert_eq!(r["ttm"], ttm_answer(CLAIM4, CLAIM_PORT), "{rec}");
     assert_eq!(r["map"], map_answer(CLAIM4, CLAIM_PORT), "{rec}");
     // The NAT64 ABI answers IPv6 clients only.
-    assert_eq!(r["nat64"], json!({"errno": EINVAL}), "{rec}");
+    assert_eq!(
+        r["nat64"],
+        json!({"errno": ks.refusal_errno(EINVAL)}),
+        "{rec}"
+    );
     // The server's own end is not touched.
     assert_eq!(r["local"][0], json!(topo.server_v4().to_string()));
 
@@ -217,11 +221,12 @@ fn four_to_four_every_view_shows_the_claimed_client() {
         .iter()
         .map(|p| p["name"].as_str().expect("name"))
         .collect();
+    let getsockopt = loaded_program(&status, "link_getsockopt");
     assert_eq!(
         progs,
         HashSet::from([
             "ttm_parse",
-            "ttm_getsockopt",
+            getsockopt.as_str(),
             "ttm_getpeername4",
             "ttm_getpeername6",
             "ttm_deferred"
@@ -293,7 +298,11 @@ fn six_to_six_and_an_ipv4_claim_over_ipv6() {
     let mapped = format!("::ffff:{CLAIM4}");
     assert_eq!(r["accept"], json!([mapped, CLAIM_PORT]), "{rec}");
     assert_eq!(r["ttm"], ttm_answer(CLAIM4, CLAIM_PORT), "{rec}");
-    assert_eq!(r["nat64"], json!({"errno": EINVAL}), "{rec}");
+    assert_eq!(
+        r["nat64"],
+        json!({"errno": ks.refusal_errno(EINVAL)}),
+        "{rec}"
+    );
 
     assert_counters(
         &ks,
@@ -609,7 +618,11 @@ fn nat64_abi_answers_ipv6_clients_only() {
     assert_eq!(rec["reply"]["nat64"], nat64_answer(claim6, 8080), "{rec}");
     lb.set(&["--client", "198.51.100.20:8080"]);
     let rec = ask(&topo, &server, &v4, &[]);
-    assert_eq!(rec["reply"]["nat64"], json!({"errno": EINVAL}), "{rec}");
+    assert_eq!(
+        rec["reply"]["nat64"],
+        json!({"errno": ks.refusal_errno(EINVAL)}),
+        "{rec}"
+    );
     lb.stop();
     // No claim at all: not ours to answer, the kernel's ENOPROTOOPT.
     let rec = ask(&topo, &server, &v4, &[]);
@@ -629,6 +642,90 @@ fn nat64_abi_answers_ipv6_clients_only() {
             ("getsockopt_error", 1),
             ("rewrite4", 2),
         ],
+    );
+}
+
+#[test]
+fn the_getsockopt_variant_without_bpf_set_retval_answers_the_same() {
+    let topo = Topology::new();
+    let ks = KernelSide::load(&topo, &["--getsockopt-compat"]);
+    let status = ks.status();
+    assert_eq!(status["getsockopt_compat"], json!(true), "{status}");
+    assert_eq!(
+        loaded_program(&status, "link_getsockopt"),
+        "ttm_getsockopt_compat"
+    );
+    assert!(
+        attached_names(topo.server_cgroup()).contains(&"ttm_getsockopt_compat".to_owned()),
+        "{:?}",
+        attached_names(topo.server_cgroup())
+    );
+    let server = server_for(&topo, &ks, "inet");
+    let v4 = topo.server_v4().to_string();
+    let mut lb = LbEmulator::start(&topo, &["--client", &format!("[{CLAIM6}]:{CLAIM_PORT}")]);
+    let rec = ask(&topo, &server, &v4, &[]);
+    assert_eq!(rec["reply"]["ttm"], ttm_answer(CLAIM6, CLAIM_PORT), "{rec}");
+    assert_eq!(
+        rec["reply"]["nat64"],
+        nat64_answer(CLAIM6, CLAIM_PORT),
+        "{rec}"
+    );
+    // Where ttm_getsockopt refuses with EINVAL, this one cannot refuse:
+    // the kernel's own answer stands.
+    lb.set(&["--client", &format!("{CLAIM4}:{CLAIM_PORT}")]);
+    let rec = ask(&topo, &server, &v4, &[]);
+    assert_eq!(rec["reply"]["ttm"], ttm_answer(CLAIM4, CLAIM_PORT), "{rec}");
+    assert_eq!(
+        rec["reply"]["nat64"],
+        json!({"errno": ENOPROTOOPT}),
+        "{rec}"
+    );
+    assert_eq!(ks.refusal_errno(EINVAL), ENOPROTOOPT);
+    assert_counters(
+        &ks,
+        &[
+            ("found_v6", 1),
+            ("found_v4", 1),
+            ("getsockopt_ttm", 2),
+            ("getsockopt_nat64", 1),
+            ("getsockopt_error", 1),
+            ("rewrite4", 2),
+        ],
+    );
+}
+
+#[test]
+fn status_and_doctor_name_the_same_missing_kernel_features() {
+    let topo = Topology::new();
+    let ks = KernelSide::load(&topo, &[]);
+    let status = ks.status();
+    let doctor: Value =
+        serde_json::from_str(&ttmctl_ok(&["doctor", "--json"])).expect("doctor --json");
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not a list: {v}"))
+            .iter()
+            .map(|f| f["feature"].as_str().expect("feature name").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        sorted(names(&status["kernel"]["missing"])),
+        sorted(names(&doctor["missing"])),
+        "status: {status}\ndoctor: {doctor}"
+    );
+    // The variant without bpf_set_retval where the kernel lacks it, and
+    // only there unless it was asked for.
+    let lacks_retval = names(&doctor["missing"]).contains(&"bpf_set_retval".to_owned());
+    let compat = status["getsockopt_compat"] == json!(true);
+    assert!(compat || !lacks_retval, "{status}");
+    if !harness::ttmctl::getsockopt_compat_forced() {
+        assert_eq!(compat, lacks_retval, "{status}");
+    }
+    assert!(
+        status["kernel"]["release"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{status}"
     );
 }
 
@@ -667,7 +764,11 @@ fn defer_accept_listeners_get_the_claim_of_the_dropped_third_ack() {
     assert_eq!(r["getpeername"], json!([CLAIM4, CLAIM_PORT]), "{rec}");
     assert_eq!(r["ttm"], ttm_answer(CLAIM4, CLAIM_PORT), "{rec}");
     assert_eq!(r["map"], map_answer(CLAIM4, CLAIM_PORT), "{rec}");
-    assert_eq!(r["nat64"], json!({"errno": EINVAL}), "{rec}");
+    assert_eq!(
+        r["nat64"],
+        json!({"errno": ks.refusal_errno(EINVAL)}),
+        "{rec}"
+    );
 
     // 6to4 on the same listener: getsockopt and the map have the client.
     lb.set(&["--client", &format!("[{CLAIM6}]:{CLAIM_PORT}")]);
@@ -985,13 +1086,23 @@ fn forged_acks_cannot_evict_the_claims_of_real_handshakes() {
         .filter(|r| swept.contains(&local_port(r)))
         .count() as u64;
     let real = real as u64;
+    // Every other forged ACK is counted once. One that hits a real
+    // handshake's request socket reaches the listener's ingress program
+    // twice on 6.18 and not at all on Debian 12's 6.1 (the kernel matrix
+    // saw forged - hit there): either way its claim is left alone, as
+    // checked above.
+    let unmatched = ks.counter("stash_unmatched");
+    assert!(
+        (forged - hit..=forged + hit).contains(&unmatched),
+        "stash_unmatched {unmatched}: not {forged} forged ACKs +/- the {hit} that hit real handshakes"
+    );
     assert_counters(
         &ks,
         &[
             ("stashed", real),
             ("from_stash", real),
             ("found_v4", real),
-            ("stash_unmatched", forged + hit),
+            ("stash_unmatched", unmatched),
             ("getsockopt_ttm", real),
             ("getsockopt_error", real),
             ("rewrite4", 2 * real),
@@ -1111,6 +1222,18 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
+/// The program `ttmctl status` says runs behind the link pinned as `link`.
+fn loaded_program(status: &Value, link: &str) -> String {
+    status["programs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["link"] == link)
+        .and_then(|p| p["name"].as_str())
+        .unwrap_or_else(|| panic!("no program behind {link} in status: {status}"))
+        .to_owned()
+}
+
 #[test]
 fn load_reload_unload_leave_nothing_behind() {
     let topo = Topology::new();
@@ -1126,12 +1249,15 @@ fn load_reload_unload_leave_nothing_behind() {
             .unwrap_or_default()
     };
     assert_eq!(sorted(names(&pin)), sorted(PINS.map(String::from).to_vec()));
+    // ttm_getsockopt, or its variant without bpf_set_retval where that
+    // was loaded instead.
+    let getsockopt = loaded_program(&ks.status(), "link_getsockopt");
     assert_eq!(
         sorted(attached_names(topo.cgroup_root())),
         sorted(
             [
                 "ttm_parse",
-                "ttm_getsockopt",
+                &getsockopt,
                 "ttm_getpeername4",
                 "ttm_getpeername6",
                 "ttm_deferred"
@@ -1173,7 +1299,7 @@ fn load_reload_unload_leave_nothing_behind() {
     assert_eq!(
         sorted(attached_names(topo.server_cgroup())),
         sorted(
-            ["ttm_parse", "ttm_getsockopt", "ttm_deferred"]
+            ["ttm_parse", &getsockopt, "ttm_deferred"]
                 .map(String::from)
                 .to_vec()
         ),

@@ -59,6 +59,7 @@ fn help_documents_every_flag() {
                 "--format",
                 "--no-rewrite",
                 "--no-defer-accept",
+                "--getsockopt-compat",
             ],
         ),
         (&["unload", "--help"], &["--pin-dir"]),
@@ -329,6 +330,7 @@ fn doctor_passes_here_and_reports_every_check() {
         "privileges",
         "vendor module",
         "verifier",
+        "bpf_set_retval",
         "defer-accept",
     ] {
         assert!(names.contains(&n), "doctor lacks the {n} check: {names:?}");

@@ -46,6 +46,15 @@ fn cleanup_failed(msg: String) {
     }
 }
 
+/// Set to 1 (the kernel matrix does, for a second run of the getsockopt
+/// tests): every `KernelSide` is loaded with `--getsockopt-compat`, the
+/// getsockopt program kernels without bpf_set_retval (5.10-5.17) get.
+pub const GETSOCKOPT_COMPAT_ENV: &str = "TTM_TEST_GETSOCKOPT_COMPAT";
+
+pub fn getsockopt_compat_forced() -> bool {
+    std::env::var_os(GETSOCKOPT_COMPAT_ENV).is_some_and(|v| v == "1")
+}
+
 /// The ttm programs loaded on the topology's server cgroup
 /// (`ttmctl load`), unloaded on drop.
 pub struct KernelSide<'t> {
@@ -83,6 +92,9 @@ impl<'t> KernelSide<'t> {
             "--pin-dir",
             path_str(self.pin.path()),
         ];
+        if getsockopt_compat_forced() && !extra.contains(&"--getsockopt-compat") {
+            args.push("--getsockopt-compat");
+        }
         args.extend_from_slice(extra);
         args
     }
@@ -131,6 +143,18 @@ impl<'t> KernelSide<'t> {
     /// One counter from `status()["counters"]`.
     pub fn counter(&self, name: &str) -> u64 {
         counter_of(&self.status(), name)
+    }
+
+    /// What getsockopt 4096 answers where it refuses with `errno`: that
+    /// errno from ttm_getsockopt, the kernel's ENOPROTOOPT from the
+    /// variant without bpf_set_retval (as `status` says which is loaded).
+    pub fn refusal_errno(&self, errno: i64) -> i64 {
+        let status = self.status();
+        match status["getsockopt_compat"].as_bool() {
+            Some(true) => i64::from(libc::ENOPROTOOPT),
+            Some(false) => errno,
+            None => panic!("no getsockopt_compat in status: {status}"),
+        }
     }
 
     /// `ttmctl unload`; panics if it fails. Drop then has nothing to do.

@@ -13,13 +13,19 @@ pub struct TtmConfig {
     pub formats: u32,
     pub flags: u32,
     pub abi_version: u32,
-    pub reserved: u32,
+    /// `enum ttm_missing`: kernel features `load` found missing.
+    pub missing: u32,
 }
 
 pub const CFG_TRUST_ENFORCED: u32 = 1 << 0;
 pub const CFG_REWRITE: u32 = 1 << 1;
 pub const CFG_DEFER_ACCEPT: u32 = 1 << 2;
 pub const CFG_TRUST_ANY: u32 = 1 << 3;
+pub const CFG_GETSOCKOPT_COMPAT: u32 = 1 << 4;
+
+pub const MISSING_SET_RETVAL: u32 = 1 << 0;
+pub const MISSING_DEFER_ACCEPT: u32 = 1 << 1;
+pub const MISSING_UNPRIV_READ: u32 = 1 << 2;
 
 /// `TTM_CNT_SLOTS`: entries of the pinned `ttm_counters` map, more than
 /// `COUNTERS` has, so the map fits versions that add counters.
@@ -118,6 +124,24 @@ mod tests {
             size_of::<LbConfig>(),
             12 + LB_CHUNKS + LB_CHUNKS * LB_CHUNK_MAX
         );
+    }
+
+    #[test]
+    fn flag_bits_match_the_header() {
+        let header = include_str!("../../bpf/ttm.h");
+        for (name, bit) in [
+            ("TTM_CFG_TRUST_ENFORCED", CFG_TRUST_ENFORCED),
+            ("TTM_CFG_REWRITE", CFG_REWRITE),
+            ("TTM_CFG_DEFER_ACCEPT", CFG_DEFER_ACCEPT),
+            ("TTM_CFG_TRUST_ANY", CFG_TRUST_ANY),
+            ("TTM_CFG_GETSOCKOPT_COMPAT", CFG_GETSOCKOPT_COMPAT),
+            ("TTM_MISSING_SET_RETVAL", MISSING_SET_RETVAL),
+            ("TTM_MISSING_DEFER_ACCEPT", MISSING_DEFER_ACCEPT),
+            ("TTM_MISSING_UNPRIV_READ", MISSING_UNPRIV_READ),
+        ] {
+            let decl = format!("{name} = 1 << {},", bit.trailing_zeros());
+            assert!(header.contains(&decl), "bpf/ttm.h lacks `{decl}`");
+        }
     }
 
     #[test]

@@ -74,6 +74,11 @@ pub enum Cmd {
         /// connections then see the LB's address
         #[arg(long)]
         no_defer_accept: bool,
+        /// Load the getsockopt program kernels without bpf_set_retval (5.10-5.17) get,
+        /// on any kernel: getsockopt 4096 then leaves the kernel's ENOPROTOOPT where it
+        /// would return EINVAL or ENOTCONN (to test the path older kernels take)
+        #[arg(long)]
+        getsockopt_compat: bool,
     },
     /// Detach and remove everything `load` pinned
     ///

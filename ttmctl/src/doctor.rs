@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use std::fs;
 use std::path::Path;
 
+use crate::features::{self, Feature};
 use crate::{bpffs, cgroup, objects, preflight, programs};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,8 @@ struct Check {
     level: Level,
     detail: String,
     advice: String,
+    /// The kernel feature this check found missing.
+    missing: Option<&'static Feature>,
 }
 
 fn check(
@@ -33,6 +36,7 @@ fn check(
         level,
         detail: detail.into(),
         advice: advice.into(),
+        missing: None,
     }
 }
 
@@ -54,12 +58,16 @@ fn checks() -> Vec<Check> {
     let mut out = Vec::new();
 
     let (maj, min, rel) = preflight::kernel_version();
+    // What newer kernels add is checked feature by feature below.
     out.push(if (maj, min) < preflight::MIN_KERNEL {
-        check("kernel", Level::Fail, format!("Linux {rel}"), "ttm needs Linux >= 5.10; use the vendor module with libttm.so's kmod backend")
-    } else if (maj, min) < (5, 19) {
-        check("kernel", Level::Warn, format!("Linux {rel}"), "unprivileged servers cannot read the peer map before 5.19 while unprivileged_bpf_disabled is set; libttm.so falls back to getsockopt 1345")
+        check(
+            "kernel",
+            Level::Fail,
+            format!("Linux {rel}"),
+            "ttm needs Linux >= 5.10; use the vendor module with libttm.so's kmod backend",
+        )
     } else {
-        check("kernel", Level::Ok, format!("Linux {rel} (>= 5.10; >= 5.19 for unprivileged map reads)"), "")
+        check("kernel", Level::Ok, format!("Linux {rel} (>= 5.10)"), "")
     });
 
     out.push(if preflight::kernel_btf() {
@@ -137,14 +145,23 @@ fn checks() -> Vec<Check> {
         )
     });
 
-    let unpriv =
-        fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled").unwrap_or_default();
-    out.push(check(
-        "unprivileged_bpf_disabled",
-        Level::Ok,
-        format!("= {}", unpriv.trim()),
-        "servers need no privilege: getsockopt/getpeername hooks run for everyone, and the peer map is pinned world-readable",
-    ));
+    let unpriv = fs::read_to_string(preflight::UNPRIVILEGED_BPF_DISABLED).unwrap_or_default();
+    out.push(
+        if features::unprivileged_read_missing((maj, min), &unpriv) {
+            lacking(
+                "unprivileged_bpf_disabled",
+                features::UNPRIV_READ,
+                format!("= {} on Linux {rel}", unpriv.trim()),
+            )
+        } else {
+            check(
+                "unprivileged_bpf_disabled",
+                Level::Ok,
+                format!("= {}", unpriv.trim()),
+                "servers need no privilege: getsockopt/getpeername hooks run for everyone, and the peer map is pinned world-readable",
+            )
+        },
+    );
 
     let modules = fs::read_to_string("/proc/modules").unwrap_or_default();
     let found: Vec<&str> = modules
@@ -165,37 +182,83 @@ fn checks() -> Vec<Check> {
 
     // The only proof a program runs here is the verifier accepting it.
     out.push(verify_programs());
+    out.push(set_retval_check());
     out.push(defer_accept_check());
     out
 }
 
-fn verify_programs() -> Check {
+/// A check that found `f` missing: what it costs, and that ttm runs on.
+fn lacking(name: &'static str, f: &'static Feature, detail: String) -> Check {
+    Check {
+        missing: Some(f),
+        ..check(
+            name,
+            Level::Warn,
+            format!("{detail}: {}", f.lacking()),
+            format!("ttm runs without it; a kernel >= {} has it", f.since_str()),
+        )
+    }
+}
+
+/// Why no program can be tried here, if so.
+fn cannot_verify() -> Option<&'static str> {
     if cap_eff() & (1 << 39 | 1 << 21) == 0 {
-        return check(
-            "verifier",
-            Level::Warn,
-            "not tried (needs root)",
-            "run ttmctl doctor as root",
-        );
+        Some("not tried (needs root)")
+    } else if !bpffs::is_bpffs(Path::new(bpffs::DEFAULT_ROOT)) {
+        Some("not tried (no bpffs on /sys/fs/bpf)")
+    } else {
+        None
     }
-    if !bpffs::is_bpffs(Path::new(bpffs::DEFAULT_ROOT)) {
-        return check(
-            "verifier",
-            Level::Warn,
-            "not tried (no bpffs on /sys/fs/bpf)",
-            "mount -t bpf bpf /sys/fs/bpf",
-        );
-    }
-    // The peer map is pinned by name; give it a scratch directory so a
-    // check leaves nothing behind (aya would pin it in /sys/fs/bpf).
-    let scratch = Path::new(bpffs::DEFAULT_ROOT).join(format!("ttm-doctor-{}", std::process::id()));
-    let r = try_verify(&scratch);
+}
+
+/// Runs the verifier on `progs` of `object`. Maps pinned by name get a
+/// scratch directory, so a check leaves nothing behind (aya would pin
+/// them in /sys/fs/bpf).
+fn scratch_load(tag: &str, object: &[u8], progs: &[&str]) -> anyhow::Result<()> {
+    let scratch =
+        Path::new(bpffs::DEFAULT_ROOT).join(format!("ttm-doctor-{tag}-{}", std::process::id()));
+    let r = fs::create_dir(&scratch)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| programs::open(object, Some(&scratch)))
+        .and_then(|mut ebpf| progs.iter().try_for_each(|p| programs::load(&mut ebpf, p)));
     crate::unload::remove_pins(&scratch);
+    r
+}
+
+/// The programs ttm cannot run without (getsockopt in the variant every
+/// kernel >= 5.10 takes; `bpf_set_retval` is a check of its own).
+fn verify_programs() -> Check {
+    if let Some(why) = cannot_verify() {
+        return check(
+            "verifier",
+            Level::Warn,
+            why,
+            "run ttmctl doctor as root, with bpffs on /sys/fs/bpf",
+        );
+    }
+    const TTM_PROGS: &[&str] = &[
+        "ttm_parse",
+        "ttm_getsockopt_compat",
+        "ttm_getpeername4",
+        "ttm_getpeername6",
+    ];
+    let r = scratch_load("core", objects::TTM, TTM_PROGS)
+        .and_then(|()| scratch_load("lb", objects::TTM_LB, &["ttm_lb"]))
+        .and_then(|()| {
+            scratch_load(
+                "detect",
+                objects::TTM_DETECT,
+                &["ttm_detect_ops", "ttm_detect_ack"],
+            )
+        });
     match r {
-        Ok(names) => check(
+        Ok(()) => check(
             "verifier",
             Level::Ok,
-            format!("accepted {}", names.join(", ")),
+            format!(
+                "accepted {}, ttm_lb, ttm_detect_ops, ttm_detect_ack",
+                TTM_PROGS.join(", ")
+            ),
             "",
         ),
         Err(e) => check(
@@ -207,69 +270,67 @@ fn verify_programs() -> Check {
     }
 }
 
-fn try_verify(scratch: &Path) -> anyhow::Result<Vec<&'static str>> {
-    fs::create_dir(scratch)?;
-    let mut names = Vec::new();
-    for (object, progs) in [
-        (
-            objects::TTM,
-            &[
-                "ttm_parse",
-                "ttm_getsockopt",
-                "ttm_getsockopt_compat",
-                "ttm_getpeername4",
-                "ttm_getpeername6",
-            ][..],
-        ),
-        (objects::TTM_LB, &["ttm_lb"][..]),
-        (
-            objects::TTM_DETECT,
-            &["ttm_detect_ops", "ttm_detect_ack"][..],
-        ),
-    ] {
-        let mut ebpf = programs::open(object, Some(scratch))?;
-        for p in progs {
-            programs::load(&mut ebpf, p)?;
-        }
-        names.extend_from_slice(progs);
+/// ttm_getsockopt needs bpf_set_retval; without it `load` takes the
+/// fallback, and only the 4096 ABI's error returns are lost.
+fn set_retval_check() -> Check {
+    const NAME: &str = "bpf_set_retval";
+    if let Some(why) = cannot_verify() {
+        return check(NAME, Level::Warn, why, "");
     }
-    Ok(names)
+    let getsockopt = objects::getsockopt().program;
+    match scratch_load("retval", objects::TTM, &[getsockopt]) {
+        Ok(()) => check(
+            NAME,
+            Level::Ok,
+            format!(
+                "{getsockopt} accepted: getsockopt 4096 refuses with EINVAL/ENOTCONN as DPVS's module does"
+            ),
+            "",
+        ),
+        Err(e) if features::is_missing_set_retval(&format!("{e:#}")) => {
+            lacking(NAME, features::SET_RETVAL, format!("{getsockopt} refused"))
+        }
+        Err(e) => check(
+            NAME,
+            Level::Fail,
+            format!("{e:#}"),
+            "report this with the log above and `uname -r`",
+        ),
+    }
 }
 
 /// ttm_deferred is optional: without it (no kernel BTF, or a verifier that
 /// refuses it) `ttmctl load` attaches the rest and warns.
 fn defer_accept_check() -> Check {
     const NAME: &str = "defer-accept";
-    let consequence = "listeners with TCP_DEFER_ACCEPT (httpd's default AcceptFilter, nginx `deferred`, \
-        HAProxy `defer-accept`) will see the LB's address; turn it off there (`AcceptFilter http none`). \
-        So will connections whose third ACK a full accept queue drops, and TCP Fast Open ones";
+    let remedy = "turn TCP_DEFER_ACCEPT off there (`AcceptFilter http none`), \
+        or boot a kernel built with CONFIG_DEBUG_INFO_BTF";
+    let warn = |detail: String| Check {
+        advice: remedy.into(),
+        ..lacking(NAME, features::DEFER_ACCEPT, detail)
+    };
     if !preflight::kernel_btf() {
-        return check(
-            NAME,
-            Level::Warn,
-            "no kernel BTF: ttm_deferred reads listeners' and handshakes' state through it",
-            format!("{consequence}, or boot a kernel built with CONFIG_DEBUG_INFO_BTF"),
+        return warn(
+            "no kernel BTF: ttm_deferred reads the listener's TCP_DEFER_ACCEPT through it".into(),
         );
     }
-    if cap_eff() & (1 << 39 | 1 << 21) == 0 || !bpffs::is_bpffs(Path::new(bpffs::DEFAULT_ROOT)) {
-        return check(NAME, Level::Warn, "not tried (needs root and bpffs)", "");
+    if let Some(why) = cannot_verify() {
+        return check(NAME, Level::Warn, why, "");
     }
-    let scratch =
-        Path::new(bpffs::DEFAULT_ROOT).join(format!("ttm-doctor-defer-{}", std::process::id()));
-    let r = fs::create_dir(&scratch)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| programs::open(objects::TTM, Some(&scratch)))
-        .and_then(|mut ebpf| programs::load(&mut ebpf, "ttm_deferred"));
-    crate::unload::remove_pins(&scratch);
-    match r {
+    match scratch_load("defer", objects::TTM, &["ttm_deferred"]) {
         Ok(()) => check(
             NAME,
             Level::Ok,
             "ttm_deferred accepted: TCP_DEFER_ACCEPT listeners, full accept queues and Fast Open are served",
             "",
         ),
-        Err(e) => check(NAME, Level::Warn, format!("{e:#}"), consequence),
+        Err(e) => warn(format!("ttm_deferred refused: {e:#}")),
     }
+}
+
+/// The kernel features `checks` found missing.
+fn missing_features(checks: &[Check]) -> Vec<&'static Feature> {
+    checks.iter().filter_map(|c| c.missing).collect()
 }
 
 pub fn run(as_json: bool) -> anyhow::Result<()> {
@@ -289,7 +350,11 @@ pub fn run(as_json: bool) -> anyhow::Result<()> {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({ "ok": !failed, "checks": v }))?
+            serde_json::to_string_pretty(&json!({
+                "ok": !failed,
+                "checks": v,
+                "missing": missing_features(&checks).iter().map(|f| f.to_json()).collect::<Vec<_>>(),
+            }))?
         );
     } else {
         for c in &checks {
@@ -302,6 +367,14 @@ pub fn run(as_json: bool) -> anyhow::Result<()> {
             if c.level != Level::Ok && !c.advice.is_empty() {
                 println!("       {:<26} -> {}", "", c.advice);
             }
+        }
+        let missing = missing_features(&checks);
+        if !missing.is_empty() {
+            let names: Vec<_> = missing
+                .iter()
+                .map(|f| format!("{} (Linux >= {})", f.name, f.since_str()))
+                .collect();
+            println!("this kernel lacks: {}", names.join(", "));
         }
     }
     if failed {

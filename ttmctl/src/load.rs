@@ -8,7 +8,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use crate::abi::{self, TtmConfig, pins};
-use crate::objects::{ATTACHMENTS, Part, TTM};
+use crate::features::{self, Feature};
+use crate::objects::{ATTACHMENTS, Attachment, Part, TTM};
 use crate::pinset::PinSet;
 use crate::trust::Trust;
 use crate::{bpffs, cgroup, counters, preflight, programs};
@@ -20,6 +21,18 @@ pub struct LoadArgs {
     pub formats: u32,
     pub rewrite: bool,
     pub defer_accept: bool,
+    /// Load ttm_getsockopt_compat (no bpf_set_retval) even where the
+    /// kernel has what ttm_getsockopt needs: the path 5.10-5.17 take.
+    pub getsockopt_compat: bool,
+}
+
+/// What the kernel turned out to offer, decided while loading.
+#[derive(Default)]
+struct Outcome {
+    /// `ttm_config.missing` bits.
+    missing: u32,
+    /// ttm_getsockopt_compat is the getsockopt program.
+    getsockopt_compat: bool,
 }
 
 impl LoadArgs {
@@ -45,17 +58,42 @@ pub fn map_fd<'a>(ebpf: &'a aya::Ebpf, name: &str) -> Result<BorrowedFd<'a>> {
     Ok(data.fd().as_fd())
 }
 
+/// Says on stderr what this kernel lacks and what that costs, and why ttm
+/// concluded so.
+fn warn_lacking(f: &Feature, why: &str) {
+    eprintln!("ttm: warning: {} ({why}); see `ttmctl doctor`", f.lacking());
+}
+
+/// Unprivileged servers' map reads: nothing to try as root, so by version.
+fn unprivileged_read_outcome() -> u32 {
+    let (major, minor, _) = preflight::kernel_version();
+    let sysctl = std::fs::read_to_string(preflight::UNPRIVILEGED_BPF_DISABLED).unwrap_or_default();
+    if features::unprivileged_read_missing((major, minor), &sysctl) {
+        warn_lacking(
+            features::UNPRIV_READ,
+            &format!("kernel.unprivileged_bpf_disabled = {}", sysctl.trim()),
+        );
+        abi::MISSING_UNPRIV_READ
+    } else {
+        0
+    }
+}
+
 pub fn run(mut args: LoadArgs) -> Result<()> {
     preflight::require_root("load")?;
     preflight::require_kernel()?;
+    let mut outcome = Outcome {
+        missing: unprivileged_read_outcome(),
+        ..Outcome::default()
+    };
     if args.defer_accept && !preflight::kernel_btf() {
         // The rest works without it; say what is missing rather than fail.
-        eprintln!(
-            "ttm: warning: no kernel BTF ({}): listeners with TCP_DEFER_ACCEPT \
-             (httpd's default AcceptFilter) will see the LB's address; see `ttmctl doctor`",
-            preflight::KERNEL_BTF
+        warn_lacking(
+            features::DEFER_ACCEPT,
+            &format!("no kernel BTF at {}", preflight::KERNEL_BTF),
         );
         args.defer_accept = false;
+        outcome.missing |= abi::MISSING_DEFER_ACCEPT;
     }
     let cg = match &args.cgroup {
         Some(dir) => cgroup::resolve(dir)?,
@@ -80,7 +118,7 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
     let reload = dir.join(ATTACHMENTS[0].link_pin).exists();
 
     let set_aside = counters::set_aside_incompatible(&dir)?;
-    let result = load_into(&mut args, &cg, &dir);
+    let result = load_into(&mut args, &mut outcome, &cg, &dir);
     match (set_aside, &result) {
         (Some(old), Ok(())) => old.carry_over(),
         (Some(old), Err(_)) => old.put_back(),
@@ -96,7 +134,7 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         eprintln!("ttm: warning: {}", crate::trust::UNSET_WARNING);
     }
     println!(
-        "ttm: {} at {} (pins in {}), formats {}, {}{}{}",
+        "ttm: {} at {} (pins in {}), formats {}, {}{}{}{}",
         if reload { "reloaded" } else { "loaded" },
         cg.display(),
         dir.display(),
@@ -110,6 +148,11 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
             ""
         } else {
             ", TCP_DEFER_ACCEPT listeners not served"
+        },
+        if outcome.getsockopt_compat {
+            ", getsockopt 4096 without error returns (ttm_getsockopt_compat)"
+        } else {
+            ""
         },
         match &args.trust {
             Trust::Only(list) => format!(
@@ -126,7 +169,42 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
+/// Loads the getsockopt program: ttm_getsockopt, or its fallback when
+/// asked to or when the verifier shows the kernel lacks bpf_set_retval.
+/// Any other refusal is an error, not a missing feature.
+fn load_getsockopt(ebpf: &mut aya::Ebpf, forced: bool, outcome: &mut Outcome) -> Result<()> {
+    let a = crate::objects::getsockopt();
+    let fallback = a
+        .fallback
+        .context("the getsockopt program has no fallback")?;
+    if !forced {
+        let Err(e) = programs::load(ebpf, a.program) else {
+            return Ok(());
+        };
+        let e = format!("{e:#}");
+        if !features::is_missing_set_retval(&e) {
+            bail!("{e}");
+        }
+        warn_lacking(
+            features::SET_RETVAL,
+            "the verifier does not know bpf_set_retval",
+        );
+        outcome.missing |= abi::MISSING_SET_RETVAL;
+    }
+    programs::load(ebpf, fallback)?;
+    outcome.getsockopt_compat = true;
+    Ok(())
+}
+
+/// The program `load_into` loaded for `a`.
+fn loaded_program(a: &Attachment, outcome: &Outcome) -> &'static str {
+    match a.fallback {
+        Some(f) if outcome.getsockopt_compat => f,
+        _ => a.program,
+    }
+}
+
+fn load_into(args: &mut LoadArgs, outcome: &mut Outcome, cg: &Path, dir: &Path) -> Result<()> {
     // The peer map is pinned by name: a reload reuses it, so connections
     // accepted before the reload keep their answers. So are the counters,
     // which a reload thus keeps; readable by all for `ttmctl status`.
@@ -134,24 +212,26 @@ fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     bpffs::chmod(&dir.join(pins::PEERS), 0o644)?;
     bpffs::chmod(&dir.join(pins::COUNTERS), 0o644)?;
 
-    let (major, minor, _) = preflight::kernel_version();
     if args.defer_accept {
         // Optional: a kernel that refuses it still gets everything else.
         let a = ATTACHMENTS
             .iter()
             .find(|a| a.part == Part::DeferAccept)
             .context("no TCP_DEFER_ACCEPT program")?;
-        if let Err(e) = programs::load(&mut ebpf, a.program_for((major, minor))) {
-            eprintln!(
-                "ttm: warning: listeners with TCP_DEFER_ACCEPT will see the LB's address: {e:#}"
-            );
+        if let Err(e) = programs::load(&mut ebpf, a.program) {
+            warn_lacking(features::DEFER_ACCEPT, &format!("{e:#}"));
             args.defer_accept = false;
+            outcome.missing |= abi::MISSING_DEFER_ACCEPT;
         }
     }
     let args = &*args;
     let wanted: Vec<_> = ATTACHMENTS.iter().filter(|a| args.wants(a.part)).collect();
     for a in wanted.iter().filter(|a| a.part != Part::DeferAccept) {
-        programs::load(&mut ebpf, a.program_for((major, minor)))?;
+        if a.fallback.is_some() {
+            load_getsockopt(&mut ebpf, args.getsockopt_compat, outcome)?;
+        } else {
+            programs::load(&mut ebpf, a.program)?;
+        }
     }
 
     let mut flags = 0;
@@ -167,6 +247,9 @@ fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     if args.defer_accept {
         flags |= abi::CFG_DEFER_ACCEPT;
     }
+    if outcome.getsockopt_compat {
+        flags |= abi::CFG_GETSOCKOPT_COMPAT;
+    }
     {
         let map = ebpf.map_mut(pins::CONFIG).context("config map missing")?;
         let mut config: Array<_, TtmConfig> = Array::try_from(map)?;
@@ -174,7 +257,7 @@ fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
             formats: args.formats,
             flags,
             abi_version: abi::TTM_ABI_VERSION,
-            reserved: 0,
+            missing: outcome.missing,
         };
         config.set(0, value, 0).context("writing ttm_config")?;
     }
@@ -195,7 +278,7 @@ fn load_into(args: &mut LoadArgs, cg: &Path, dir: &Path) -> Result<()> {
     // both sets run, and they store and answer the same thing.
     let mut links = Vec::new();
     for a in &wanted {
-        let program = a.program_for((major, minor));
+        let program = loaded_program(a, outcome);
         links.push((
             a,
             programs::attach(&ebpf, program, &cgroup_file, a.attach_type)?,

@@ -11,6 +11,7 @@ mod detect;
 mod doctor;
 mod escape;
 mod export;
+mod features;
 mod format;
 mod load;
 mod lock;
@@ -54,6 +55,7 @@ fn run(cli: Cli) -> Result<()> {
             formats,
             no_rewrite,
             no_defer_accept,
+            getsockopt_compat,
         } => load::run(load::LoadArgs {
             cgroup,
             pin_dir,
@@ -65,6 +67,7 @@ fn run(cli: Cli) -> Result<()> {
             },
             rewrite: !no_rewrite,
             defer_accept: !no_defer_accept,
+            getsockopt_compat,
         }),
         Cmd::Unload { pin_dir } => unload::run(&pin_dir, "unload"),
         Cmd::Status {

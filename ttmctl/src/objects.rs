@@ -25,8 +25,9 @@ pub enum Part {
 /// One attachable program of the kernel side and where its link is pinned.
 pub struct Attachment {
     pub program: &'static str,
-    /// (program, kernel version): loaded instead of `program` on older kernels.
-    pub compat: Option<(&'static str, (u32, u32))>,
+    /// Loaded instead of `program` where the kernel lacks what `program`
+    /// needs (`load` finds out by trying; see `features`).
+    pub fallback: Option<&'static str>,
     pub link_pin: &'static str,
     pub attach_type: u32,
     pub part: Part,
@@ -34,49 +35,45 @@ pub struct Attachment {
 
 use crate::sys::attach;
 
-impl Attachment {
-    /// The program to load on a kernel of this (major, minor).
-    pub fn program_for(&self, kernel: (u32, u32)) -> &'static str {
-        match self.compat {
-            Some((old, since)) if kernel < since => old,
-            _ => self.program,
-        }
-    }
+/// The getsockopt program, the one attachment with a fallback.
+pub fn getsockopt() -> &'static Attachment {
+    &ATTACHMENTS[1]
 }
 
 pub const ATTACHMENTS: &[Attachment] = &[
     Attachment {
         program: "ttm_parse",
-        compat: None,
+        fallback: None,
         link_pin: "link_parse",
         attach_type: attach::CGROUP_SOCK_OPS,
         part: Part::Core,
     },
     Attachment {
         program: "ttm_getsockopt",
-        // bpf_set_retval, for the 4096 ABI's error returns, is 5.18+.
-        compat: Some(("ttm_getsockopt_compat", (5, 18))),
+        // Without bpf_set_retval (5.18) the 4096 ABI's errors cannot be
+        // returned; the fallback leaves the kernel's answer instead.
+        fallback: Some("ttm_getsockopt_compat"),
         link_pin: "link_getsockopt",
         attach_type: attach::CGROUP_GETSOCKOPT,
         part: Part::Core,
     },
     Attachment {
         program: "ttm_getpeername4",
-        compat: None,
+        fallback: None,
         link_pin: "link_getpeername4",
         attach_type: attach::CGROUP_INET4_GETPEERNAME,
         part: Part::Rewrite,
     },
     Attachment {
         program: "ttm_getpeername6",
-        compat: None,
+        fallback: None,
         link_pin: "link_getpeername6",
         attach_type: attach::CGROUP_INET6_GETPEERNAME,
         part: Part::Rewrite,
     },
     Attachment {
         program: "ttm_deferred",
-        compat: None,
+        fallback: None,
         link_pin: "link_deferred",
         attach_type: attach::CGROUP_INET_INGRESS,
         part: Part::DeferAccept,
@@ -88,13 +85,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn old_kernels_get_the_getsockopt_without_bpf_set_retval() {
-        let g = &ATTACHMENTS[1];
-        assert_eq!(g.program_for((5, 10)), "ttm_getsockopt_compat");
-        assert_eq!(g.program_for((5, 17)), "ttm_getsockopt_compat");
-        assert_eq!(g.program_for((5, 18)), "ttm_getsockopt");
-        assert_eq!(g.program_for((6, 18)), "ttm_getsockopt");
-        assert_eq!(ATTACHMENTS[0].program_for((5, 10)), "ttm_parse");
+    fn only_getsockopt_has_a_fallback_without_bpf_set_retval() {
+        let g = getsockopt();
+        assert_eq!(g.program, "ttm_getsockopt");
+        assert_eq!(g.fallback, Some("ttm_getsockopt_compat"));
+        assert_eq!(g.attach_type, attach::CGROUP_GETSOCKOPT);
+        let with: Vec<_> = ATTACHMENTS
+            .iter()
+            .filter(|a| a.fallback.is_some())
+            .collect();
+        assert_eq!(with.len(), 1);
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub fn kernel_version() -> (u32, u32, String) {
 /// listener's TCP_DEFER_ACCEPT setting through it (CO-RE).
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+/// 0 lets unprivileged processes use bpf(2); 1 and 2 do not (before
+/// 5.19 that includes reading a pinned map).
+pub const UNPRIVILEGED_BPF_DISABLED: &str = "/proc/sys/kernel/unprivileged_bpf_disabled";
+
 pub fn kernel_btf() -> bool {
     std::path::Path::new(KERNEL_BTF).exists()
 }

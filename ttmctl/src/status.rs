@@ -17,7 +17,7 @@ use crate::cli::StatusFormat as Format;
 use crate::escape;
 use crate::objects::{ATTACHMENTS, Attachment, Part};
 use crate::pinned::{self, LinkView};
-use crate::{atomic_file, cgroup, format, metrics};
+use crate::{atomic_file, cgroup, features, format, metrics};
 
 /// Version of the JSON document; bumped when a field changes meaning or
 /// goes away (new fields do not bump it).
@@ -99,11 +99,17 @@ pub struct Program {
     pub attachment: &'static Attachment,
     pub attach: Attach,
     pub link: Option<LinkView>,
+    /// `load` attached the attachment's fallback (ttm_getsockopt_compat).
+    pub fallback_loaded: bool,
 }
 
 impl Program {
+    /// The program behind the link: the fallback where `load` chose it.
     pub fn name(&self) -> &'static str {
-        self.attachment.program
+        match self.attachment.fallback {
+            Some(f) if self.fallback_loaded => f,
+            _ => self.attachment.program,
+        }
     }
 
     /// true/false, or None when it could not be told.
@@ -220,6 +226,7 @@ pub fn collect(dir: &Path) -> Status {
                 attachment: a,
                 attach: Attach::NotLoaded,
                 link: None,
+                fallback_loaded: false,
             })
             .collect(),
         warnings: Vec::new(),
@@ -256,6 +263,10 @@ pub fn collect(dir: &Path) -> Status {
     }
     let mut link_error = None;
     for (p, is_pinned) in st.programs.iter_mut().zip(&pinned[1..]) {
+        p.fallback_loaded = st
+            .config
+            .as_ref()
+            .is_some_and(|c| c.flag(abi::CFG_GETSOCKOPT_COMPAT));
         let wanted = match &st.config {
             Some(c) => c.wants(p.attachment.part),
             // Unknown configuration: a pinned link was wanted.
@@ -313,6 +324,21 @@ fn read_config(dir: &Path) -> Result<Config> {
     })
 }
 
+/// The running kernel, and what `load` found it lacks and what that costs.
+fn kernel_json(c: Option<&Config>) -> Value {
+    let missing: Vec<Value> = c
+        .map(|c| {
+            features::missing(c.raw.missing)
+                .map(|f| f.to_json())
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "release": crate::preflight::kernel_version().2,
+        "missing": missing,
+    })
+}
+
 /// The JSON document (schema 1): one shape whether loaded or not.
 pub fn to_json(st: &Status) -> Value {
     let state = st.state();
@@ -362,6 +388,8 @@ pub fn to_json(st: &Status) -> Value {
         "trust_enforced": c.is_some_and(|c| c.trust() == TrustMode::Enforced),
         "rewrite": c.map(|c| c.flag(abi::CFG_REWRITE)),
         "defer_accept": c.map(|c| c.flag(abi::CFG_DEFER_ACCEPT)),
+        "getsockopt_compat": c.map(|c| c.flag(abi::CFG_GETSOCKOPT_COMPAT)),
+        "kernel": kernel_json(c),
         "counters": counters,
         "programs": programs,
         "warnings": st.warnings,
@@ -446,6 +474,21 @@ pub fn to_text(st: &Status) -> String {
                 "off (--no-defer-accept: those connections see the LB's address)"
             }
         ));
+        if c.flag(abi::CFG_GETSOCKOPT_COMPAT) {
+            line(
+                "  getsockopt ttm_getsockopt_compat: 4096 leaves the kernel's ENOPROTOOPT where \
+                 it would refuse"
+                    .into(),
+            );
+        }
+        for f in features::missing(c.raw.missing) {
+            line(format!(
+                "  kernel     lacks {} (Linux >= {}): {}",
+                f.name,
+                f.since_str(),
+                f.without
+            ));
+        }
     }
     if let Some(counts) = &st.counters {
         line("  counters".into());
@@ -524,6 +567,7 @@ mod tests {
                     attachment: a,
                     attach: *s,
                     link: None,
+                    fallback_loaded: false,
                 })
                 .collect(),
             warnings: Vec::new(),

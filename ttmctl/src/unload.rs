@@ -57,7 +57,10 @@ pub fn run(dir: &Path, what: &str) -> Result<()> {
             dir.display()
         );
     }
-    if fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_none()) {
+    // A bpffs mount's root is nobody's pin dir, empty or not (a fresh
+    // bpffs is empty: the check below would call it ours).
+    let mount_root = dir.parent().is_none_or(|p| !crate::bpffs::is_bpffs(p));
+    if !mount_root && fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_none()) {
         // An interrupted first load can leave just the directory.
         let _ = fs::remove_dir(dir);
         println!("ttm: nothing loaded at {}", dir.display());

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# The kernel matrix (`make test-kernels`): every test that touches the
+# kernel, and the demo, on each kernel in KERNELS, then one table of what
+# passed where. Root; installs what it needs (scripts/deps.sh, virtme-ng
+# from PyPI into a venv, the kernels from Debian's archive).
+#
+#   KERNELS="host 6.1"   (default) each of:
+#     host   the running kernel, directly
+#     6.1    Debian 12's kernel: the newest linux-image-6.1.0-*-amd64-unsigned
+#            (not -cloud-: it lacks the 9p the VM's root filesystem needs),
+#            booted by virtme-ng in QEMU with this machine's root filesystem
+#            (read-only, over virtiofs; target/ gets a throw-away overlay),
+#            TCG only: nested KVM fails on these hosts
+#     linux-image-...-unsigned   any such Debian package, booted the same way
+#   TESTS="kernel_side demo ..."   a subset (scripts/lib/kernel-suite.sh)
+#   TTM_VM_CPUS=2 TTM_VM_MEMORY=3G TTM_VM_TIMEOUT=3000 (seconds per VM)
+#
+# Everything is built on the host first; the VM runs the built test
+# binaries (kernel-suite.sh), never cargo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/sbin:/sbin
+
+KERNELS=${KERNELS:-host 6.1}
+CACHE=$PWD/target/kernel-matrix
+# virtme-ng's version is pinned: its guest init and options are what this
+# script was written against.
+VIRTME_NG=virtme-ng==1.42
+# virtiofsd is built once per machine (a few minutes) and kept outside the
+# work tree; Debian 12 has only QEMU's old C one, which virtme-ng rejects.
+VIRTIOFSD=1.14.0
+TOOLS=${TTM_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/ttm-tools}/virtiofsd-$VIRTIOFSD
+
+[ "$(id -u)" -eq 0 ] || { echo "test-kernels: run as root (VMs, namespaces, eBPF)" >&2; exit 1; }
+say() { printf '\n== test-kernels: %s\n' "$*"; }
+
+scripts/deps.sh
+
+# virtme-ng into a venv of Debian's python3 (not whatever python3 is first
+# on PATH: the VM runs it from the same root filesystem).
+venv() {
+  local v=$CACHE/venv
+  if [ ! -x "$v/bin/vng" ] || ! "$v/bin/vng" --version 2>/dev/null | grep -qx "virtme-ng ${VIRTME_NG#*==}"; then
+    rm -rf "$v"
+    /usr/bin/python3 -m venv "$v"
+    "$v/bin/pip" install --quiet --disable-pip-version-check "$VIRTME_NG"
+  fi
+  echo "$v/bin"
+}
+
+# The VM's root over virtiofs: python- and exec-heavy tests run about
+# twice as fast as over 9p, virtme-ng's fallback (taken, with a warning, if
+# virtiofsd cannot be built).
+virtiofsd() {
+  if [ ! -x "$TOOLS/bin/virtiofsd" ]; then
+    say "building virtiofsd $VIRTIOFSD (once per machine) into $TOOLS" >&2
+    cargo install --quiet --locked --root "$TOOLS" "virtiofsd@$VIRTIOFSD" >&2 ||
+      { echo "test-kernels: warning: no virtiofsd; the VM's root goes over 9p (slower)" >&2; return 0; }
+  fi
+  echo "$TOOLS/bin"
+}
+
+# The Debian package for a KERNELS entry.
+package_for() {
+  case $1 in
+    6.1)
+      local pkgs
+      pkgs=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' | awk '{print $1}')
+      if [ -z "$pkgs" ]; then
+        apt-get update -qq >&2
+        pkgs=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' | awk '{print $1}')
+      fi
+      [ -n "$pkgs" ] || { echo "test-kernels: no linux-image-6.1.0-*-amd64-unsigned in the apt sources" >&2; return 1; }
+      sort -V <<<"$pkgs" | tail -n1
+      ;;
+    linux-image-*-unsigned) echo "$1" ;;
+    *) echo "test-kernels: unknown kernel '$1' (host, 6.1 or linux-image-...-unsigned)" >&2; return 1 ;;
+  esac
+}
+
+# Unpacks a kernel package into $CACHE/<release> with its module index
+# (modprobe veth), and prints that directory.
+fetch_kernel() {
+  local pkg=$1 release dir
+  release=${pkg#linux-image-}; release=${release%-unsigned}
+  dir=$CACHE/$release
+  if [ ! -f "$dir/boot/vmlinuz-$release" ] || [ ! -f "$dir/lib/modules/$release/modules.dep" ]; then
+    mkdir -p "$CACHE/debs"
+    rm -rf "$dir" "$CACHE"/debs/"$pkg"_*.deb
+    (cd "$CACHE/debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2)
+    dpkg-deb -x "$CACHE"/debs/"$pkg"_*.deb "$dir"
+    depmod -b "$dir" "$release"
+  fi
+  echo "$dir"
+}
+
+# Builds everything and writes "<test> <binary>" for the suite.
+build() {
+  say "building on the host"
+  cargo build --workspace
+  cargo test --workspace --no-run --message-format=json-render-diagnostics |
+    /usr/bin/python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"], m["executable"])' >"$CACHE/tests"
+}
+
+# run_kernel LABEL: runs the suite there, its output to the terminal and
+# to $CACHE/logs/LABEL.log.
+run_kernel() {
+  local k=$1 run=$CACHE/run-$1 log=$CACHE/logs/$1.log rc=0
+  rm -rf "$run"; mkdir -p "$run" "$CACHE/logs"
+  cp "$CACHE/tests" "$run/tests"
+  # The VM's init clears the environment; the tests need the host's PATH
+  # (rustc for the compat matrix) and HOME.
+  printf 'export PATH=%q HOME=%q\n' "$PATH" "$HOME" >"$run/env"
+  [ -n "${TESTS:-}" ] && printf 'export TESTS=%q\n' "$TESTS" >>"$run/env"
+  if [ "$k" = host ]; then
+    say "host kernel $(uname -r)"
+    local start=$SECONDS
+    bash scripts/lib/kernel-suite.sh "$run" 2>&1 | tee "$log" || rc=$?
+    echo "test-kernels: $(uname -r) (host): $((SECONDS - start)) s" >>"$CACHE/times"
+    echo "ttm-kernels-kernel $(uname -r) (host)" >>"$log"
+    return "$rc"
+  fi
+  local pkg dir release bin fsd
+  # (set -e does not reach into a function called with ||.)
+  pkg=$(package_for "$k") || return 1
+  dir=$(fetch_kernel "$pkg") || return 1
+  release=$(basename "$dir")
+  bin=$(venv) || return 1
+  fsd=$(virtiofsd)
+  say "$k: Debian's $pkg ($(dpkg-deb -f "$CACHE"/debs/"$pkg"_*.deb Version)), booted in QEMU (TCG)"
+  local start=$SECONDS
+  timeout --kill-after=30 "${TTM_VM_TIMEOUT:-3000}" env PATH="${fsd:+$fsd:}$bin:$PATH" \
+    vng --run "$dir/boot/vmlinuz-$release" --disable-kvm \
+      --cpus "${TTM_VM_CPUS:-2}" --memory "${TTM_VM_MEMORY:-3G}" \
+      --overlay-rwdir "$PWD/target" --cwd "$PWD" \
+      --exec "bash scripts/lib/kernel-suite.sh $run" </dev/null 2>&1 | tee "$log" || rc=$?
+  echo "ttm-kernels-kernel $release (VM)" >>"$log"
+  echo "test-kernels: $release (VM): $((SECONDS - start)) s, boot included"
+  echo "test-kernels: $release (VM): $((SECONDS - start)) s, boot included" >>"$CACHE/times"
+  return "$rc"
+}
+
+mkdir -p "$CACHE"
+rm -f "$CACHE/times"
+build
+overall=0
+ran=()
+for k in $KERNELS; do
+  ran+=("$k")
+  run_kernel "$k" || overall=1
+done
+
+say "results"
+total_pass=0 total_fail=0
+printf '%-24s %-20s %7s %7s %8s  %s\n' kernel test passed failed seconds result
+for k in "${ran[@]}"; do
+  log=$CACHE/logs/$k.log
+  kernel=$(awk '/^ttm-kernels-kernel /{sub(/^ttm-kernels-kernel /,""); print}' "$log")
+  kernel=${kernel:-$k}
+  rows=$(grep -a '^ttm-kernels-result ' "$log" || true)
+  if [ -z "$rows" ]; then
+    printf '%-24s %-20s %7s %7s %8s  %s\n' "$kernel" "(none)" 0 1 - "FAILED: no result, see $log"
+    total_fail=$((total_fail + 1)); overall=1
+    continue
+  fi
+  while read -r _ name passed failed status secs; do
+    printf '%-24s %-20s %7s %7s %8s  %s\n' "$kernel" "$name" "$passed" "$failed" "$secs" "$status"
+    total_pass=$((total_pass + passed)); total_fail=$((total_fail + failed))
+    [ "$status" = ok ] || overall=1
+  done <<<"$rows"
+done
+cat "$CACHE/times" 2>/dev/null || true
+echo "kernels: $total_pass passed, $total_fail failed"
+exit "$overall"
