@@ -21,7 +21,7 @@ export TTM_TEST_PREBUILT=1
 # Every test, cheap ones first. NAME+compat runs test binary NAME with
 # ttm_getsockopt_compat forced: the path kernels without bpf_set_retval
 # (5.10-5.17) take, run wherever this runs.
-ALL="ttmctl_cli harness_selftest kernel_side kernel_side+compat preload_e2e preload_e2e+compat demo compat"
+ALL="ttmctl_cli harness_selftest kernel_side kernel_side+compat preload_e2e preload_e2e+compat operations detect demo compat"
 TESTS=${TESTS:-$ALL}
 ROW_TIMEOUT=${TTM_TEST_TIMEOUT:-1800}
 

@@ -82,8 +82,9 @@ pub const FEATURES: [Feature; 8] = [
         what: "reading a pinned map without privilege while `kernel.unprivileged_bpf_disabled` is set",
         since: (5, 19),
         missing_bit: abi::MISSING_UNPRIV_READ,
-        without: "servers not running as root cannot read the peer map: libttm.so uses \
-                  getsockopt 1345 instead (its kmod backend), which works everywhere",
+        without: "servers and `ttmctl status` not running as root cannot read the pinned \
+                  maps (the peer map, counters); libttm.so is not affected: it asks \
+                  getsockopt 1345, which works everywhere",
     },
 ];
 
