@@ -287,7 +287,7 @@ def main():
         vs = "" if m == "base" else f"{hook_delta(m, 'base'):+.0f} ns"
         note = {"kernel": "includes ttm_getpeername4 (in-kernel rewrite)",
                 "lib-kmod": f"{hook_delta('lib-kmod', 'kernel'):+.0f} ns over kernel side: hook + getsockopt(1345)",
-                "lib-bpf": f"{hook_delta('lib-bpf', 'kernel'):+.0f} ns over kernel side: hook + bpf(MAP_LOOKUP_ELEM)",
+                "lib-bpf": f"{hook_delta('lib-bpf', 'kernel'):+.0f} ns over kernel side: hook + getsockopt(1345), the bpf backend's channel since issue 11",
                 "lib-none": "hook only: no backend, no lookup"}.get(m, "")
         table.append(("one hooked call: getpeername() in a tight loop (ns/call, min of the connections)" if first else "",
                       MODE_LABEL[m], med, mm, vs, "", note))

@@ -11,7 +11,7 @@
 #   lib-none  libttm.so preloaded, nothing installed (backend "none")
 #   kernel    ttmctl load on the server cgroup
 #   lib-kmod  kernel side + libttm.so, TTM_BACKEND=kmod (getsockopt 1345)
-#   lib-bpf   kernel side + libttm.so, TTM_BACKEND=bpf (pinned map lookup)
+#   lib-bpf   kernel side + libttm.so, TTM_BACKEND=bpf (asks getsockopt 1345 too)
 # Phases, in this order (the exact, low-noise ones first, so that the time
 # limit can only trim repetitions of the long throughput ones):
 #   bpf     ns per connection of every ttm program (bpf_stats), next to a
