@@ -22,7 +22,7 @@ test: build lint
 	scripts/test-kernels.sh
 
 # The tests that touch the kernel, and the demo, on each kernel in KERNELS
-# (default "host 6.1": this machine's, and Debian 12's in a VM), then one
+# (default "host 6.1 5.10:...": this machine's, Debian 12's and 11's in VMs), then one
 # table of what passed where (scripts/test-kernels.sh; docs/kernels.md).
 test-kernels: deps
 	scripts/test-kernels.sh

@@ -4,14 +4,17 @@
 # passed where. Root; installs what it needs (scripts/deps.sh, virtme-ng
 # from PyPI into a venv, the kernels from Debian's archive).
 #
-#   KERNELS="host 6.1"   (default) each of:
+#   KERNELS="host 6.1 5.10:kernel_side,preload_e2e,demo"   (default) each of:
 #     host   the running kernel, directly
 #     6.1    Debian 12's kernel: the newest linux-image-6.1.0-*-amd64-unsigned
 #            (not -cloud-: it lacks the 9p the VM's root filesystem needs),
 #            booted by virtme-ng in QEMU with this machine's root filesystem
 #            (read-only, over virtiofs; target/ gets a throw-away overlay),
 #            TCG only: nested KVM fails on these hosts
-#     linux-image-...-unsigned   any such Debian package, booted the same way
+#     5.10   Debian 11's kernel (bullseye), booted the same way
+#     6.12   Debian 13's kernel (trixie), booted the same way
+#     linux-image-...-unsigned   any such Debian package of the host's sources
+#   ENTRY:ROW,ROW   that entry with only those rows (overrides TESTS)
 #   TESTS="kernel_side demo ..."   a subset (scripts/lib/kernel-suite.sh)
 #   TTM_VM_CPUS=2 TTM_VM_MEMORY=3G TTM_VM_TIMEOUT=3000 (seconds per VM)
 #
@@ -21,7 +24,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/sbin:/sbin
 
-KERNELS=${KERNELS:-host 6.1}
+# Debian 11's 5.10, ttm's oldest, runs the rows that load every program
+# and exercise what it lacks (the getsockopt fallback, no unprivileged map
+# reads, no cgroup.kill), to keep CI's VM time down; `make test-kernels
+# KERNELS="5.10"` runs all of them there.
+KERNELS=${KERNELS:-host 6.1 5.10:kernel_side,preload_e2e,demo}
 CACHE=$PWD/target/kernel-matrix
 # virtme-ng's version is pinned: its guest init and options are what this
 # script was written against.
@@ -60,34 +67,79 @@ virtiofsd() {
   echo "$TOOLS/bin"
 }
 
-# The Debian package for a KERNELS entry.
+# Kernels of other Debian releases come from their own suites through a
+# private apt state under $CACHE/apt (signed by debian-archive-keyring,
+# which Debian 12 ships for every release): the host's apt sources and
+# lists are never touched.
+#   entry  release            suite
+#   5.10   Debian 11          bullseye (+ bullseye-security)
+#   6.1    Debian 12          the host's own sources (bookworm)
+#   6.12   Debian 13          trixie (+ trixie-security)
+suite_for() {
+  case $1 in
+    5.10) echo bullseye ;;
+    6.12) echo trixie ;;
+    *) echo "" ;;
+  esac
+}
+
+# apt options for a suite ("" = the host's own configuration).
+apt_opts() {
+  local suite=$1 d
+  [ -n "$suite" ] || return 0
+  d=$CACHE/apt/$suite
+  printf '%s\n' -o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+    -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache" -o APT::Sandbox::User=root
+}
+
+# Makes (or refreshes, once a day) the private apt lists of a suite.
+apt_suite() {
+  local suite=$1 d=$CACHE/apt/$1 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  [ -f "$keyring" ] || apt-get install -y -qq debian-archive-keyring >&2
+  mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+  printf 'deb [signed-by=%s] http://deb.debian.org/debian %s main\ndeb [signed-by=%s] http://deb.debian.org/debian-security %s-security main\n' \
+    "$keyring" "$suite" "$keyring" "$suite" >"$d/sources.list"
+  if [ -z "$(find "$d/lists" -maxdepth 1 -name '*_Packages' -mmin -1440 2>/dev/null)" ]; then
+    local opts
+    mapfile -t opts < <(apt_opts "$suite")
+    apt-get "${opts[@]}" update -qq >&2
+  fi
+}
+
+# The Debian package for a KERNELS entry: the newest
+# linux-image-<entry>.*-amd64-unsigned of its suite.
 package_for() {
   case $1 in
-    6.1)
-      local pkgs
-      pkgs=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' | awk '{print $1}')
-      if [ -z "$pkgs" ]; then
+    5.10 | 6.1 | 6.12)
+      local suite pkgs opts re
+      suite=$(suite_for "$1")
+      re='^linux-image-'"${1//./\\.}"'\.[0-9]+(-[0-9]+|\+deb[0-9]+)-amd64-unsigned$'
+      if [ -n "$suite" ]; then apt_suite "$suite" || return 1; fi
+      mapfile -t opts < <(apt_opts "$suite")
+      pkgs=$(apt-cache "${opts[@]}" search --names-only "$re" | awk '{print $1}')
+      if [ -z "$pkgs" ] && [ -z "$suite" ]; then
         apt-get update -qq >&2
-        pkgs=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' | awk '{print $1}')
+        pkgs=$(apt-cache search --names-only "$re" | awk '{print $1}')
       fi
-      [ -n "$pkgs" ] || { echo "test-kernels: no linux-image-6.1.0-*-amd64-unsigned in the apt sources" >&2; return 1; }
+      [ -n "$pkgs" ] || { echo "test-kernels: no linux-image-$1.*-amd64-unsigned in ${suite:-the host apt sources}" >&2; return 1; }
       sort -V <<<"$pkgs" | tail -n1
       ;;
     linux-image-*-unsigned) echo "$1" ;;
-    *) echo "test-kernels: unknown kernel '$1' (host, 6.1 or linux-image-...-unsigned)" >&2; return 1 ;;
+    *) echo "test-kernels: unknown kernel '$1' (host, 5.10, 6.1, 6.12 or linux-image-...-unsigned)" >&2; return 1 ;;
   esac
 }
 
 # Unpacks a kernel package into $CACHE/<release> with its module index
 # (modprobe veth), and prints that directory.
 fetch_kernel() {
-  local pkg=$1 release dir
+  local pkg=$1 suite=$2 release dir opts
   release=${pkg#linux-image-}; release=${release%-unsigned}
   dir=$CACHE/$release
   if [ ! -f "$dir/boot/vmlinuz-$release" ] || [ ! -f "$dir/lib/modules/$release/modules.dep" ]; then
     mkdir -p "$CACHE/debs"
     rm -rf "$dir" "$CACHE"/debs/"$pkg"_*.deb
-    (cd "$CACHE/debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2)
+    mapfile -t opts < <(apt_opts "$suite")
+    (cd "$CACHE/debs" && apt-get "${opts[@]}" download -q -o APT::Sandbox::User=root "$pkg" >&2)
     dpkg-deb -x "$CACHE"/debs/"$pkg"_*.deb "$dir"
     depmod -b "$dir" "$release"
   fi
@@ -109,14 +161,18 @@ for line in sys.stdin:
 
 # run_kernel LABEL: runs the suite there, its output to the terminal and
 # to $CACHE/logs/LABEL.log.
+# An entry may name its own rows: KERNEL:ROW,ROW (e.g. 5.10:kernel_side,demo).
 run_kernel() {
-  local k=$1 run=$CACHE/run-$1 log=$CACHE/logs/$1.log rc=0
+  local k=${1%%:*} rows="" run=$CACHE/run-${1%%:*} log=$CACHE/logs/${1%%:*}.log rc=0
+  [[ $1 == *:* ]] && rows=${1#*:}
+  rows=${rows//,/ }
   rm -rf "$run"; mkdir -p "$run" "$CACHE/logs"
   cp "$CACHE/tests" "$run/tests"
   # The VM's init clears the environment; the tests need the host's PATH
   # (rustc for the compat matrix) and HOME.
   printf 'export PATH=%q HOME=%q\n' "$PATH" "$HOME" >"$run/env"
-  [ -n "${TESTS:-}" ] && printf 'export TESTS=%q\n' "$TESTS" >>"$run/env"
+  rows=${rows:-${TESTS:-}}
+  [ -n "$rows" ] && printf 'export TESTS=%q\n' "$rows" >>"$run/env"
   if [ "$k" = host ]; then
     say "host kernel $(uname -r)"
     local start=$SECONDS
@@ -128,7 +184,7 @@ run_kernel() {
   local pkg dir release bin fsd
   # (set -e does not reach into a function called with ||.)
   pkg=$(package_for "$k") || return 1
-  dir=$(fetch_kernel "$pkg") || return 1
+  dir=$(fetch_kernel "$pkg" "$(suite_for "$k")") || return 1
   release=$(basename "$dir")
   bin=$(venv) || return 1
   fsd=$(virtiofsd)
@@ -151,7 +207,7 @@ build
 overall=0
 ran=()
 for k in $KERNELS; do
-  ran+=("$k")
+  ran+=("${k%%:*}")
   run_kernel "$k" || overall=1
 done
 

@@ -10,7 +10,7 @@ mod harness;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::bpffs::attached_names;
+use harness::bpffs::{attached_names, attached_roles};
 use harness::{KernelSide, LbEmulator, Server, Topology, connect, echo_server, ttmctl_path};
 use serde_json::{Value, json};
 
@@ -27,11 +27,6 @@ const TTM_PROGRAMS: [&str; 5] = [
     "ttm_getsockopt",
     "ttm_parse",
 ];
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
 
 /// `ttmctl detect <args>` running, returned once its programs are
 /// attached (it says so on stderr).
@@ -95,7 +90,7 @@ fn watch_args<'a>(topo: &'a Topology, extra: &[&'a str]) -> Vec<&'a str> {
 fn assert_only_ttm_attached(topo: &Topology) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let names = sorted(attached_names(topo.server_cgroup()));
+        let names = attached_roles(topo.server_cgroup());
         if names == TTM_PROGRAMS.map(String::from).to_vec() {
             return;
         }

@@ -4,7 +4,7 @@
 
 mod harness;
 
-use harness::bpffs::{PinDir, attached_names};
+use harness::bpffs::{PinDir, attached_roles};
 use harness::cgroup::CgroupTree;
 use harness::{Server, bpffs, require_root, ttmctl_path, unique_id};
 use std::os::fd::AsRawFd;
@@ -386,8 +386,7 @@ const TTM_PROGRAMS: [&str; 5] = [
 fn assert_attached(cgroup: &Path, want: &[&str], what: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut names = attached_names(cgroup);
-        names.sort();
+        let names = attached_roles(cgroup);
         if names == want {
             return;
         }

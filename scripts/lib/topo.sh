@@ -48,16 +48,27 @@ run_in() {
 topo_down() {
   set +e
   [ -n "${CG:-}" ] || return 0
-  for g in "$CG/server" "$CG/client"; do
-    [ -e "$g/cgroup.kill" ] && echo 1 > "$g/cgroup.kill"
-  done
+  # cgroup.kill (5.14+) kills a whole cgroup at once; before it, signal
+  # the PIDs it lists until none is left (cgroupfs files have size 0, so
+  # read them, never test them with -s).
+  local g left
   for _ in $(seq 50); do
-    [ -s "$CG/server/cgroup.procs" ] || [ -s "$CG/client/cgroup.procs" ] || break
+    left=
+    for g in "$CG/server" "$CG/client"; do
+      if [ -e "$g/cgroup.kill" ]; then
+        echo 1 > "$g/cgroup.kill"
+      else
+        xargs -r kill -KILL < "$g/cgroup.procs" 2>/dev/null
+      fi
+      [ -n "$(cat "$g/cgroup.procs" 2>/dev/null)" ] && left=1
+    done
+    [ -n "$left" ] || break
     sleep 0.1
   done
   "$TTMCTL" simulate stop --pin-dir "$PIN_LB" >/dev/null 2>&1
   "$TTMCTL" unload --pin-dir "$PIN" >/dev/null 2>&1
-  rmdir "$CG/server" "$CG/client" "$CG" 2>/dev/null
+  rmdir "$CG/server" "$CG/client" "$CG" 2>/dev/null ||
+    echo "warning: could not remove $CG: $(cat "$CG"/*/cgroup.procs 2>/dev/null | wc -l) processes left in it" >&2
   ip netns del "$NS_S" 2>/dev/null
   ip netns del "$NS_C" 2>/dev/null
   CG=

@@ -57,21 +57,86 @@ pub fn ensure_bpffs() {
 }
 
 /// Programs attached to `cgroup` and every cgroup below it, as bpftool
-/// reports them: [{"cgroup": path, "programs": [{"id","attach_type","name",..}]}].
+/// reports them: [{"cgroup": path, "programs": [{"id","attach_type","name",..}]}],
+/// only cgroups with programs. `bpftool cgroup tree` sees every attachment,
+/// links and legacy ones alike, but bpftool 7.1 on a 5.10 kernel asks about
+/// attach types that kernel does not know and then lists nothing; so the
+/// cgroup links (all ttmctl makes) are added from `bpftool link show`.
 /// Panics if bpftool cannot read the cgroup.
 pub fn attached(cgroup: &Path) -> Vec<Value> {
+    let mut tree = bpftool_json(&[
+        "cgroup",
+        "tree",
+        cgroup.to_str().expect("UTF-8 cgroup path"),
+    ]);
+    let mut result: Vec<Value> = tree.as_array_mut().map(std::mem::take).unwrap_or_default();
+    let mut below = Vec::new();
+    cgroup_ids(cgroup, &mut below);
+    let names = bpftool_json(&["prog", "show"]);
+    let name_of = |id: &Value| {
+        names
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["id"] == *id)
+            .map_or(Value::Null, |p| p["name"].clone())
+    };
+    for link in bpftool_json(&["link", "show"])
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some((_, path)) = below
+            .iter()
+            .find(|(id, _)| link["type"] == "cgroup" && link["cgroup_id"] == *id)
+        else {
+            continue;
+        };
+        let path = path.display().to_string();
+        if !result.iter().any(|c| c["cgroup"] == path.as_str()) {
+            result.push(serde_json::json!({"cgroup": path, "programs": []}));
+        }
+        let entry = result
+            .iter_mut()
+            .find(|c| c["cgroup"] == path.as_str())
+            .expect("just added");
+        let programs = entry["programs"].as_array_mut().expect("bpftool's shape");
+        if !programs.iter().any(|p| p["id"] == link["prog_id"]) {
+            programs.push(serde_json::json!({
+                "id": link["prog_id"],
+                "attach_type": link["attach_type"],
+                "name": name_of(&link["prog_id"]),
+            }));
+        }
+    }
+    result.retain(|c| c["programs"].as_array().is_some_and(|p| !p.is_empty()));
+    result
+}
+
+/// `bpftool -j ARGS` parsed; panics if it fails.
+fn bpftool_json(args: &[&str]) -> Value {
     let out = run_to_end(
-        Command::new("bpftool")
-            .arg("-j")
-            .arg("cgroup")
-            .arg("tree")
-            .arg(cgroup),
+        Command::new("bpftool").arg("-j").args(args),
         Duration::from_secs(30),
     );
-    let text = out.expect_success(&format!("bpftool cgroup tree {}", cgroup.display()));
-    let v: Value =
-        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bpftool JSON ({e}): {text}"));
-    v.as_array().cloned().unwrap_or_default()
+    let text = out.expect_success(&format!("bpftool {}", args.join(" ")));
+    if text.trim().is_empty() {
+        return Value::Array(Vec::new());
+    }
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bpftool JSON ({e}): {text}"))
+}
+
+/// (cgroup id, path) of `dir` and every cgroup below it: a cgroup2
+/// directory's inode number is its cgroup id.
+fn cgroup_ids(dir: &Path, out: &mut Vec<(u64, PathBuf)>) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::metadata(dir) else { return };
+    out.push((meta.ino(), dir.to_path_buf()));
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            cgroup_ids(&entry.path(), out);
+        }
+    }
 }
 
 /// Names of all programs attached at or below `cgroup`.
@@ -81,6 +146,24 @@ pub fn attached_names(cgroup: &Path) -> Vec<String> {
         .flat_map(|c| c["programs"].as_array().cloned().unwrap_or_default())
         .map(|p| p["name"].as_str().unwrap_or("?").to_owned())
         .collect()
+}
+
+/// `attached_names`, sorted, with ttm_getsockopt_compat (what kernels
+/// without bpf_set_retval run) named for the role it shares with
+/// ttm_getsockopt, for tests that check which roles are attached.
+pub fn attached_roles(cgroup: &Path) -> Vec<String> {
+    let mut names: Vec<String> = attached_names(cgroup)
+        .into_iter()
+        .map(|n| {
+            if n == "ttm_getsockopt_compat" {
+                "ttm_getsockopt".to_owned()
+            } else {
+                n
+            }
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 /// Asserts that nothing is attached at or below `cgroup` and that none of
@@ -155,4 +238,19 @@ impl Drop for PinDir {
             eprintln!("harness: rm -r {}: {e}", self.path.display());
         }
     }
+}
+
+/// The kernel lets an unprivileged user read a pinned map (read-only fd,
+/// pin o+r) from Linux 5.19 on, and on older ones only while
+/// kernel.unprivileged_bpf_disabled is 0 (Debian's default is 2).
+pub fn kernel_allows_unprivileged_reads() -> bool {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut n = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse::<u32>().ok());
+    let v = (n.next().unwrap_or(0), n.next().unwrap_or(0));
+    let disabled = fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
+        .map(|s| s.trim() != "0")
+        .unwrap_or(true);
+    v >= (5, 19) || !disabled
 }

@@ -220,9 +220,17 @@ impl ChildCgroup {
         if !self.path.exists() {
             return Ok(());
         }
-        let _ = fs::write(self.path.join("cgroup.kill"), "1");
+        // No cgroup.kill before 5.14: signal the PIDs it holds instead.
+        let via_kill_file = fs::write(self.path.join("cgroup.kill"), "1").is_ok();
         let deadline = Instant::now() + Duration::from_secs(10);
         while populated(&self.path) {
+            if !via_kill_file {
+                for pid in procs(&self.path) {
+                    // SAFETY: kill(2) on a PID read from our own cgroup;
+                    // a stale PID at worst fails with ESRCH.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
             if Instant::now() > deadline {
                 return Err(format!("{} still populated", self.path.display()));
             }

@@ -42,6 +42,7 @@
 #include <linux/bpf.h>
 #include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -155,6 +156,10 @@ static int reuse_object(const char *what)
 	if (!strcmp(what, "socket"))
 		return socket(AF_INET, SOCK_DGRAM, 0);
 	if (!strcmp(what, "array4k")) {
+		/* 4 MiB: before 5.11 a map is charged to RLIMIT_MEMLOCK,
+		 * which is smaller by default (ttmctl raises its own too). */
+		struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
+		setrlimit(RLIMIT_MEMLOCK, &unlimited);
 		attr.map_type = BPF_MAP_TYPE_ARRAY;
 		attr.key_size = 4;
 		attr.value_size = 4096;

@@ -82,19 +82,6 @@ fn unprivileged_read_outcome() -> u32 {
 pub fn run(mut args: LoadArgs) -> Result<()> {
     preflight::require_root("load")?;
     preflight::require_kernel()?;
-    let mut outcome = Outcome {
-        missing: unprivileged_read_outcome(),
-        ..Outcome::default()
-    };
-    if args.defer_accept && !preflight::kernel_btf() {
-        // The rest works without it; say what is missing rather than fail.
-        warn_lacking(
-            features::DEFER_ACCEPT,
-            &format!("no kernel BTF at {}", preflight::KERNEL_BTF),
-        );
-        args.defer_accept = false;
-        outcome.missing |= abi::MISSING_DEFER_ACCEPT;
-    }
     let cg = match &args.cgroup {
         Some(dir) => cgroup::resolve(dir)?,
         None => cgroup::cgroup2_mount()?,
@@ -116,6 +103,22 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
         );
     }
     let reload = dir.join(ATTACHMENTS[0].link_pin).exists();
+
+    // What the kernel lacks, said once the command line has been accepted
+    // (a wrong path gets its one sentence, not warnings before it).
+    let mut outcome = Outcome {
+        missing: unprivileged_read_outcome(),
+        ..Outcome::default()
+    };
+    if args.defer_accept && !preflight::kernel_btf() {
+        // The rest works without it; say what is missing rather than fail.
+        warn_lacking(
+            features::DEFER_ACCEPT,
+            &format!("no kernel BTF at {}", preflight::KERNEL_BTF),
+        );
+        args.defer_accept = false;
+        outcome.missing |= abi::MISSING_DEFER_ACCEPT;
+    }
 
     let set_aside = counters::set_aside_incompatible(&dir)?;
     let result = load_into(&mut args, &mut outcome, &cg, &dir);
@@ -171,25 +174,30 @@ pub fn run(mut args: LoadArgs) -> Result<()> {
 
 /// Loads the getsockopt program: ttm_getsockopt, or its fallback when
 /// asked to or when the verifier shows the kernel lacks bpf_set_retval.
-/// Any other refusal is an error, not a missing feature.
+/// Any other refusal is an error, not a missing feature. ttm_getsockopt is
+/// tried even when the fallback is forced, so that `status` names what the
+/// kernel lacks whichever program was asked for (as `doctor` does); loaded
+/// and not attached, it goes with this process.
 fn load_getsockopt(ebpf: &mut aya::Ebpf, forced: bool, outcome: &mut Outcome) -> Result<()> {
     let a = crate::objects::getsockopt();
     let fallback = a
         .fallback
         .context("the getsockopt program has no fallback")?;
-    if !forced {
-        let Err(e) = programs::load(ebpf, a.program) else {
-            return Ok(());
-        };
-        let e = format!("{e:#}");
-        if !features::is_missing_set_retval(&e) {
-            bail!("{e}");
+    match programs::load(ebpf, a.program) {
+        Ok(()) if !forced => return Ok(()),
+        Ok(()) => {}
+        Err(e) => {
+            let e = format!("{e:#}");
+            if features::is_missing_set_retval(&e) {
+                warn_lacking(
+                    features::SET_RETVAL,
+                    "the verifier does not know bpf_set_retval",
+                );
+                outcome.missing |= abi::MISSING_SET_RETVAL;
+            } else if !forced {
+                bail!("{e}");
+            }
         }
-        warn_lacking(
-            features::SET_RETVAL,
-            "the verifier does not know bpf_set_retval",
-        );
-        outcome.missing |= abi::MISSING_SET_RETVAL;
     }
     programs::load(ebpf, fallback)?;
     outcome.getsockopt_compat = true;

@@ -149,6 +149,7 @@ fn main() {
         // for "degraded".
         std::process::exit(1);
     });
+    preflight::raise_memlock_limit();
     if let Err(e) = run(cli) {
         eprintln!("ttmctl: {}", escape::message(&format!("{e:#}")));
         std::process::exit(1);

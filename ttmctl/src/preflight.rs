@@ -42,6 +42,22 @@ pub fn kernel_btf() -> bool {
     std::path::Path::new(KERNEL_BTF).exists()
 }
 
+/// Before 5.11 the kernel charges BPF maps and programs to the loading
+/// user's RLIMIT_MEMLOCK (64 KiB to 8 MiB by default) instead of the memory
+/// cgroup, and refuses ttm's maps with EPERM well before they fit. Raised
+/// to unlimited for this process, as libbpf and bpftool do; later kernels
+/// ignore it, and a caller without CAP_SYS_RESOURCE keeps its own limit
+/// (only root loads anything).
+pub fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads one valid rlimit struct; a failure changes
+    // nothing and is left to the map creation it would have helped.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
 pub fn require_kernel() -> Result<()> {
     let (major, minor, release) = kernel_version();
     if (major, minor) < MIN_KERNEL {
