@@ -141,6 +141,11 @@ fetch_kernel() {
     mapfile -t opts < <(apt_opts "$suite")
     (cd "$CACHE/debs" && apt-get "${opts[@]}" download -q -o APT::Sandbox::User=root "$pkg" >&2)
     dpkg-deb -x "$CACHE"/debs/"$pkg"_*.deb "$dir"
+    # Debian 13 ships the modules in /usr/lib/modules (merged /usr, as its
+    # own root is): give depmod -b and virtme-ng the /lib view too.
+    if [ ! -e "$dir/lib" ] && [ -d "$dir/usr/lib/modules/$release" ]; then
+      ln -s usr/lib "$dir/lib"
+    fi
     depmod -b "$dir" "$release"
   fi
   echo "$dir"
@@ -213,19 +218,19 @@ done
 
 say "results"
 total_pass=0 total_fail=0
-printf '%-24s %-20s %7s %7s %8s  %s\n' kernel test passed failed seconds result
+printf '%-26s %-20s %7s %7s %8s  %s\n' kernel test passed failed seconds result
 for k in "${ran[@]}"; do
   log=$CACHE/logs/$k.log
   kernel=$(awk '/^ttm-kernels-kernel /{sub(/^ttm-kernels-kernel /,""); print}' "$log")
   kernel=${kernel:-$k}
   rows=$(grep -a '^ttm-kernels-result ' "$log" || true)
   if [ -z "$rows" ]; then
-    printf '%-24s %-20s %7s %7s %8s  %s\n' "$kernel" "(none)" 0 1 - "FAILED: no result, see $log"
+    printf '%-26s %-20s %7s %7s %8s  %s\n' "$kernel" "(none)" 0 1 - "FAILED: no result, see $log"
     total_fail=$((total_fail + 1)); overall=1
     continue
   fi
   while read -r _ name passed failed status secs; do
-    printf '%-24s %-20s %7s %7s %8s  %s\n' "$kernel" "$name" "$passed" "$failed" "$secs" "$status"
+    printf '%-26s %-20s %7s %7s %8s  %s\n' "$kernel" "$name" "$passed" "$failed" "$secs" "$status"
     total_pass=$((total_pass + passed)); total_fail=$((total_fail + failed))
     [ "$status" = ok ] || overall=1
   done <<<"$rows"
