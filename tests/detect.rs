@@ -34,15 +34,11 @@ fn start_detect(args: &[&str]) -> Server {
     let mut cmd = Command::new(ttmctl_path());
     cmd.arg("detect").args(args);
     let d = Server::interactive("ttmctl detect", cmd);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !d.stderr().contains("ttm detect: watching") {
-        assert!(
-            Instant::now() < deadline,
-            "ttmctl detect {args:?} did not start: {}",
-            d.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.wait_stderr(
+        "ttm detect: watching",
+        Duration::from_secs(60),
+        &format!("ttmctl detect {args:?} did not start"),
+    );
     d
 }
 

@@ -479,15 +479,11 @@ fn a_command_waits_for_another_on_its_pin_dir_and_says_so() {
     let mut cmd = Command::new(ttmctl_path());
     cmd.args(["unload", "--pin-dir", p]);
     let unload = Server::interactive("ttmctl unload", cmd);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !unload.stderr().contains("is working on") {
-        assert!(
-            Instant::now() < deadline,
-            "no word of waiting: {}",
-            unload.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    unload.wait_stderr(
+        "is working on",
+        Duration::from_secs(20),
+        "no word of waiting",
+    );
     let err = unload.stderr();
     assert!(
         err.contains(&format!("pid {}", std::process::id())),

@@ -361,6 +361,17 @@ impl Server {
             .clone()
     }
 
+    /// Waits until the server's stderr contains `needle` (a message it
+    /// prints once it has reached some state); panics with `what` and what
+    /// it wrote after `timeout`.
+    pub fn wait_stderr(&self, needle: &str, timeout: Duration, what: &str) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(needle) {
+            assert!(Instant::now() < deadline, "{what}: {}", self.diagnostics());
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn diagnostics(&self) -> String {
         let status = match self.child().try_wait() {
             Ok(Some(s)) => describe(s),
