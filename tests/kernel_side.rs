@@ -953,6 +953,17 @@ fn without_their_claim(recs: &[Value]) -> Vec<u64> {
         .collect()
 }
 
+/// The server namespace's TcpExt counters of ACKs dropped on their way
+/// to a listener: what a failure of the accept-queue test prints.
+const TCP_DROP_MIBS: [&str; 6] = [
+    "ListenOverflows",
+    "ListenDrops",
+    "SyncookiesSent",
+    "SyncookiesRecv",
+    "SyncookiesFailed",
+    "TCPBacklogDrop",
+];
+
 #[test]
 fn a_full_accept_queue_loses_no_claim() {
     let topo = Topology::new();
@@ -991,12 +1002,21 @@ fn a_full_accept_queue_loses_no_claim() {
             n,
             &["--parallel", parallel, "--late-ack", "--hello"],
         );
-        server.records(n, Duration::from_secs(10));
+        let seen = server.records(n, Duration::from_secs(10));
         let missed = without_their_claim(&recs);
         assert!(
             missed.is_empty(),
-            "syncookies={cookies}: {}/{n} accepted without their client (ports {missed:?})",
-            missed.len()
+            "syncookies={cookies}: {}/{n} accepted without their client (ports {missed:?})\n\
+             server records: {:?}\ncounters: {}\nTcpExt: {:?}",
+            missed.len(),
+            seen.iter()
+                .filter(|r| missed.contains(&r["accept"][1].as_u64().unwrap_or(0)))
+                .collect::<Vec<_>>(),
+            ks.status()["counters"],
+            TCP_DROP_MIBS
+                .iter()
+                .map(|f| (f, srv_ns.netstat("TcpExt", f)))
+                .collect::<Vec<_>>()
         );
         let overflows = srv_ns.netstat("TcpExt", "ListenOverflows") - overflows;
         let status = ks.status();
