@@ -28,7 +28,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Held for as long as the command works on the directory.
 pub struct PinDirLock {
-    _dir: File,
+    dir: File,
 }
 
 impl PinDirLock {
@@ -43,6 +43,13 @@ impl PinDirLock {
     /// there is none (nothing loaded).
     pub fn existing(dir: &Path) -> Result<Option<PinDirLock>> {
         Ok(acquire(dir, false)?.map(|(_, lock)| lock))
+    }
+
+    /// Whether `dir` still names the locked directory. After the holder
+    /// removed it, false even if a command waiting to load has already
+    /// made the path again (it creates before it locks).
+    pub fn still_names(&self, dir: &Path) -> bool {
+        still_names(dir, &self.dir)
     }
 }
 
@@ -68,7 +75,7 @@ fn acquire(dir: &Path, create: bool) -> Result<Option<(PathBuf, PinDirLock)>> {
         };
         if try_lock(&file).with_context(|| format!("locking pin dir {}", escape::path(&dir)))? {
             if still_names(&dir, &file) {
-                return Ok(Some((dir, PinDirLock { _dir: file })));
+                return Ok(Some((dir, PinDirLock { dir: file })));
             }
             continue;
         }

@@ -47,7 +47,7 @@ pub fn run(dir: &Path, what: &str) -> Result<()> {
     // First: without it libttm.so only looks up more, never trusts a
     // list the kernel no longer applies.
     crate::export::remove(dir);
-    let Some(_lock) = lock else {
+    let Some(lock) = lock else {
         println!("ttm: nothing loaded at {}", dir.display());
         return Ok(());
     };
@@ -70,7 +70,9 @@ pub fn run(dir: &Path, what: &str) -> Result<()> {
         bail!("{} holds no ttm pins; refusing to touch it", dir.display());
     }
     remove_pins(dir);
-    if dir.exists() {
+    // Not `dir.exists()`: a load waiting for the lock makes the path
+    // again as soon as it is gone, and this unload did succeed.
+    if lock.still_names(dir) {
         let left: Vec<_> = fs::read_dir(dir)
             .map(|rd| {
                 rd.flatten()
