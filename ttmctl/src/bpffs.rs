@@ -74,10 +74,11 @@ fn is_mount_root(dir: &Path) -> bool {
     }
 }
 
-/// Creates `dir` on bpffs, world-searchable so an unprivileged server can
-/// reach the peer map inside. Its parent must exist on bpffs: a missing
-/// one is more likely a typo than a wish for new directories that
-/// `unload` would then leave behind.
+/// Creates `dir` on bpffs unless it exists, and returns its absolute path.
+/// Its parent must exist on bpffs: a missing one is more likely a typo
+/// than a wish for new directories that `unload` would then leave behind.
+/// The directory itself is checked by `claim_pin_dir`, once locked: until
+/// then an unload holding the lock may remove it again.
 pub fn create_pin_dir(dir: &Path) -> Result<PathBuf> {
     let dir = std::path::absolute(dir).with_context(|| format!("pin dir {}", escape::path(dir)))?;
     let shown = escape::path(&dir);
@@ -132,19 +133,26 @@ pub fn create_pin_dir(dir: &Path) -> Result<PathBuf> {
             }
         }
     }
-    if !is_bpffs(&dir) {
+    Ok(dir)
+}
+
+/// Checks the (locked) pin dir `dir` is a directory of its own on bpffs,
+/// and makes it world-searchable so an unprivileged server can reach the
+/// peer map inside.
+pub fn claim_pin_dir(dir: &Path) -> Result<()> {
+    let shown = escape::path(dir);
+    if !is_bpffs(dir) {
         bail!("pin dir {shown} is not on a BPF filesystem");
     }
-    if is_mount_root(&dir) {
+    if is_mount_root(dir) {
         bail!(
             "pin dir {shown} is the root of a BPF filesystem; give ttm a directory of its \
              own in it, e.g. {}",
             escape::path(&dir.join("ttm"))
         );
     }
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("chmod 755 {shown}"))?;
-    Ok(dir)
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod 755 {shown}"))
 }
 
 pub fn chmod(path: &Path, mode: u32) -> Result<()> {

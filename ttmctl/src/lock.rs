@@ -33,7 +33,8 @@ pub struct PinDirLock {
 
 impl PinDirLock {
     /// For `load` and `simulate start`: the directory, created if needed
-    /// (and checked, see `bpffs::create_pin_dir`), locked.
+    /// (see `bpffs::create_pin_dir`), locked, then checked
+    /// (`bpffs::claim_pin_dir`).
     pub fn create(dir: &Path) -> Result<(PathBuf, PinDirLock)> {
         let (dir, lock) = acquire(dir, true)?.context("pin dir vanished")?;
         Ok((dir, lock))
@@ -75,6 +76,11 @@ fn acquire(dir: &Path, create: bool) -> Result<Option<(PathBuf, PinDirLock)>> {
         };
         if try_lock(&file).with_context(|| format!("locking pin dir {}", escape::path(&dir)))? {
             if still_names(&dir, &file) {
+                // Only now: before the lock, an unload could remove the
+                // directory under the checks.
+                if create {
+                    bpffs::claim_pin_dir(&dir)?;
+                }
                 return Ok(Some((dir, PinDirLock { dir: file })));
             }
             continue;
