@@ -13,6 +13,9 @@
 #            TCG only: nested KVM fails on these hosts
 #     5.10   Debian 11's kernel (bullseye), booted the same way
 #     6.12   Debian 13's kernel (trixie), booted the same way
+#     5.15   Ubuntu 22.04's kernel (jammy): the newest
+#            linux-image-unsigned-5.15.0-*-generic with its linux-modules
+#     6.8    Ubuntu 24.04's kernel (noble), the same way
 #     linux-image-...-unsigned   any such Debian package of the host's sources
 #   ENTRY:ROW,ROW   that entry with only those rows (overrides TESTS)
 #   TESTS="kernel_side demo ..."   a subset (scripts/lib/kernel-suite.sh)
@@ -67,20 +70,58 @@ virtiofsd() {
   echo "$TOOLS/bin"
 }
 
-# Kernels of other Debian releases come from their own suites through a
-# private apt state under $CACHE/apt (signed by debian-archive-keyring,
-# which Debian 12 ships for every release): the host's apt sources and
-# lists are never touched.
+# Kernels of other releases come from their own suites through a private
+# apt state under $CACHE/apt: the host's apt sources and lists are never
+# touched. Debian's are signed by debian-archive-keyring, which Debian 12
+# ships for every release; Ubuntu's by its 2018 archive key (see
+# ubuntu_keyring).
 #   entry  release            suite
 #   5.10   Debian 11          bullseye (+ bullseye-security)
 #   6.1    Debian 12          the host's own sources (bookworm)
 #   6.12   Debian 13          trixie (+ trixie-security)
+#   5.15   Ubuntu 22.04 LTS   jammy (+ jammy-updates, jammy-security)
+#   6.8    Ubuntu 24.04 LTS   noble (+ noble-updates, noble-security)
 suite_for() {
   case $1 in
     5.10) echo bullseye ;;
     6.12) echo trixie ;;
+    5.15) echo jammy ;;
+    6.8) echo noble ;;
     *) echo "" ;;
   esac
+}
+
+distro_for() {
+  case $1 in
+    5.15 | 6.8) echo Ubuntu ;;
+    *) echo Debian ;;
+  esac
+}
+
+# Ubuntu's archive key, for apt to check Ubuntu's suites with. Debian 12
+# has no ubuntu-keyring package, and no keyserver is reachable from every
+# CI host, so the keyring comes from Ubuntu's own package, pinned by its
+# checksum, and only the key whose fingerprint is pinned here (the one
+# ubuntu.com publishes for the archive since 2018) is taken from it.
+UBUNTU_KEYRING_DEB=pool/main/u/ubuntu-keyring/ubuntu-keyring_2021.03.26_all.deb
+UBUNTU_KEYRING_SHA256=0d0e7ed6b112f5d03eabf3c7eb01ebdacf9c57714b279e90495cfc58c8c4520f
+UBUNTU_ARCHIVE_KEY=F6ECB3762474EDA9D21B7022871920D1991BC93C
+ubuntu_keyring() {
+  local d=$CACHE/apt/ubuntu-keyring key=$CACHE/apt/ubuntu-keyring/archive.gpg
+  if [ ! -s "$key" ]; then
+    command -v gpg >/dev/null || apt-get install -y -qq gpg >&2
+    rm -rf "$d"; mkdir -p "$d"
+    curl -fsS -o "$d/keyring.deb" "http://archive.ubuntu.com/ubuntu/$UBUNTU_KEYRING_DEB" >&2
+    echo "$UBUNTU_KEYRING_SHA256  $d/keyring.deb" | sha256sum -c --quiet >&2 ||
+      { echo "test-kernels: $UBUNTU_KEYRING_DEB does not have the pinned checksum" >&2; return 1; }
+    dpkg-deb -x "$d/keyring.deb" "$d/x"
+    gpg --batch --quiet --no-default-keyring --keyring "$d/x/usr/share/keyrings/ubuntu-archive-keyring.gpg" \
+      --export "$UBUNTU_ARCHIVE_KEY" >"$key.new"
+    gpg --batch --show-keys --with-colons "$key.new" 2>/dev/null | grep -qx "fpr:::::::::$UBUNTU_ARCHIVE_KEY:" ||
+      { echo "test-kernels: no key $UBUNTU_ARCHIVE_KEY in $UBUNTU_KEYRING_DEB" >&2; return 1; }
+    mv "$key.new" "$key"
+  fi
+  echo "$key"
 }
 
 # apt options for a suite ("" = the host's own configuration).
@@ -94,11 +135,23 @@ apt_opts() {
 
 # Makes (or refreshes, once a day) the private apt lists of a suite.
 apt_suite() {
-  local suite=$1 d=$CACHE/apt/$1 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-  [ -f "$keyring" ] || apt-get install -y -qq debian-archive-keyring >&2
+  local suite=$1 d=$CACHE/apt/$1 keyring
   mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
-  printf 'deb [signed-by=%s] http://deb.debian.org/debian %s main\ndeb [signed-by=%s] http://deb.debian.org/debian-security %s-security main\n' \
-    "$keyring" "$suite" "$keyring" "$suite" >"$d/sources.list"
+  case $suite in
+    jammy | noble)
+      keyring=$(ubuntu_keyring) || return 1
+      printf 'deb [arch=amd64 signed-by=%s] http://archive.ubuntu.com/ubuntu %s main\ndeb [arch=amd64 signed-by=%s] http://archive.ubuntu.com/ubuntu %s-updates main\n' \
+        "$keyring" "$suite" "$keyring" "$suite" >"$d/sources.list"
+      printf 'deb [arch=amd64 signed-by=%s] http://security.ubuntu.com/ubuntu %s-security main\n' \
+        "$keyring" "$suite" >>"$d/sources.list"
+      ;;
+    *)
+      keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+      [ -f "$keyring" ] || apt-get install -y -qq debian-archive-keyring >&2
+      printf 'deb [signed-by=%s] http://deb.debian.org/debian %s main\ndeb [signed-by=%s] http://deb.debian.org/debian-security %s-security main\n' \
+        "$keyring" "$suite" "$keyring" "$suite" >"$d/sources.list"
+      ;;
+  esac
   if [ -z "$(find "$d/lists" -maxdepth 1 -name '*_Packages' -mmin -1440 2>/dev/null)" ]; then
     local opts
     mapfile -t opts < <(apt_opts "$suite")
@@ -106,14 +159,16 @@ apt_suite() {
   fi
 }
 
-# The Debian package for a KERNELS entry: the newest
-# linux-image-<entry>.*-amd64-unsigned of its suite.
+# The kernel package for a KERNELS entry: the newest
+# linux-image-<entry>.*-amd64-unsigned of its Debian suite, or
+# linux-image-unsigned-<entry>.0-*-generic of its Ubuntu ones.
 package_for() {
   case $1 in
-    5.10 | 6.1 | 6.12)
+    5.10 | 6.1 | 6.12 | 5.15 | 6.8)
       local suite pkgs opts re
       suite=$(suite_for "$1")
       re='^linux-image-'"${1//./\\.}"'\.[0-9]+(-[0-9]+|\+deb[0-9]+)-amd64-unsigned$'
+      [ "$(distro_for "$1")" = Ubuntu ] && re='^linux-image-unsigned-'"${1//./\\.}"'\.0-[0-9]+-generic$'
       if [ -n "$suite" ]; then apt_suite "$suite" || return 1; fi
       mapfile -t opts < <(apt_opts "$suite")
       pkgs=$(apt-cache "${opts[@]}" search --names-only "$re" | awk '{print $1}')
@@ -121,26 +176,32 @@ package_for() {
         apt-get update -qq >&2
         pkgs=$(apt-cache search --names-only "$re" | awk '{print $1}')
       fi
-      [ -n "$pkgs" ] || { echo "test-kernels: no linux-image-$1.*-amd64-unsigned in ${suite:-the host apt sources}" >&2; return 1; }
+      [ -n "$pkgs" ] || { echo "test-kernels: no kernel package matching $re in ${suite:-the host apt sources}" >&2; return 1; }
       sort -V <<<"$pkgs" | tail -n1
       ;;
     linux-image-*-unsigned) echo "$1" ;;
-    *) echo "test-kernels: unknown kernel '$1' (host, 5.10, 6.1, 6.12 or linux-image-...-unsigned)" >&2; return 1 ;;
+    *) echo "test-kernels: unknown kernel '$1' (host, 5.10, 6.1, 6.12, 5.15, 6.8 or linux-image-...-unsigned)" >&2; return 1 ;;
   esac
 }
 
 # Unpacks a kernel package into $CACHE/<release> with its module index
-# (modprobe veth), and prints that directory.
+# (modprobe veth), and prints that directory. Ubuntu ships the modules
+# (veth, 9p, virtiofs) in linux-modules-<release>, unpacked beside it.
 fetch_kernel() {
-  local pkg=$1 suite=$2 release dir opts
-  release=${pkg#linux-image-}; release=${release%-unsigned}
+  local pkg=$1 suite=$2 release dir opts p pkgs
+  release=${pkg#linux-image-}; release=${release#unsigned-}; release=${release%-unsigned}
   dir=$CACHE/$release
+  pkgs=("$pkg")
+  [[ $pkg == linux-image-unsigned-* ]] && pkgs+=("linux-modules-$release")
   if [ ! -f "$dir/boot/vmlinuz-$release" ] || [ ! -f "$dir/lib/modules/$release/modules.dep" ]; then
     mkdir -p "$CACHE/debs"
-    rm -rf "$dir" "$CACHE"/debs/"$pkg"_*.deb
+    rm -rf "$dir"
     mapfile -t opts < <(apt_opts "$suite")
-    (cd "$CACHE/debs" && apt-get "${opts[@]}" download -q -o APT::Sandbox::User=root "$pkg" >&2)
-    dpkg-deb -x "$CACHE"/debs/"$pkg"_*.deb "$dir"
+    for p in "${pkgs[@]}"; do
+      rm -f "$CACHE"/debs/"$p"_*.deb
+      (cd "$CACHE/debs" && apt-get "${opts[@]}" download -q -o APT::Sandbox::User=root "$p" >&2)
+      dpkg-deb -x "$CACHE"/debs/"$p"_*.deb "$dir"
+    done
     # Debian 13 ships the modules in /usr/lib/modules (merged /usr, as its
     # own root is): give depmod -b and virtme-ng the /lib view too.
     if [ ! -e "$dir/lib" ] && [ -d "$dir/usr/lib/modules/$release" ]; then
@@ -193,7 +254,7 @@ run_kernel() {
   release=$(basename "$dir")
   bin=$(venv) || return 1
   fsd=$(virtiofsd)
-  say "$k: Debian's $pkg ($(dpkg-deb -f "$CACHE"/debs/"$pkg"_*.deb Version)), booted in QEMU (TCG)"
+  say "$k: $(distro_for "$k")'s $pkg ($(dpkg-deb -f "$CACHE"/debs/"$pkg"_*.deb Version)), booted in QEMU (TCG)"
   local start=$SECONDS
   timeout --kill-after=30 "${TTM_VM_TIMEOUT:-3000}" env PATH="${fsd:+$fsd:}$bin:$PATH" \
     vng --run "$dir/boot/vmlinuz-$release" --disable-kvm \
