@@ -59,6 +59,33 @@ pub fn procs(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Kills every process in the cgroup `root` and below, and waits until
+/// none is left; Err holds the PIDs still listed after `timeout`.
+/// cgroup.kill (5.14+) kills the whole subtree at once, including processes
+/// forked while it runs; before it, the PIDs `dirs` (root and the cgroups
+/// below it) list are signalled until none is left.
+fn kill_subtree(root: &Path, dirs: &[PathBuf], timeout: Duration) -> Result<(), Vec<i32>> {
+    let via_kill_file = fs::write(root.join("cgroup.kill"), "1").is_ok();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left: Vec<i32> = dirs.iter().flat_map(|d| procs(d)).collect();
+        if left.is_empty() && !populated(root) {
+            return Ok(());
+        }
+        if !via_kill_file {
+            for pid in &left {
+                // SAFETY: kill(2) on a PID read from our own cgroup; a
+                // stale PID at worst fails with ESRCH.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(left);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Whether any process lives in `dir` or below (`cgroup.events`).
 pub fn populated(dir: &Path) -> bool {
     fs::read_to_string(dir.join("cgroup.events"))
@@ -119,32 +146,14 @@ impl CgroupTree {
         if !self.root.exists() {
             return Ok(());
         }
-        // cgroup.kill (5.14+) kills the whole subtree at once, including
-        // processes forked while it runs; fall back to signalling PIDs.
-        let via_kill_file = fs::write(self.root.join("cgroup.kill"), "1").is_ok();
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut dirs = vec![self.root.clone()];
-            dirs.extend(self.children.iter().cloned());
-            let left: Vec<i32> = dirs.iter().flat_map(|d| procs(d)).collect();
-            if left.is_empty() && !populated(&self.root) {
-                return Ok(());
-            }
-            if !via_kill_file {
-                for pid in &left {
-                    // SAFETY: kill(2) on a PID read from our own cgroup;
-                    // a stale PID at worst fails with ESRCH.
-                    unsafe { libc::kill(*pid, libc::SIGKILL) };
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "processes {left:?} still in {} after {timeout:?}",
-                    self.root.display()
-                ));
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        let mut dirs = vec![self.root.clone()];
+        dirs.extend(self.children.iter().cloned());
+        kill_subtree(&self.root, &dirs, timeout).map_err(|left| {
+            format!(
+                "processes {left:?} still in {} after {timeout:?}",
+                self.root.display()
+            )
+        })
     }
 
     /// Kills what runs in the subtree and removes it, children first.
@@ -220,22 +229,12 @@ impl ChildCgroup {
         if !self.path.exists() {
             return Ok(());
         }
-        // No cgroup.kill before 5.14: signal the PIDs it holds instead.
-        let via_kill_file = fs::write(self.path.join("cgroup.kill"), "1").is_ok();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while populated(&self.path) {
-            if !via_kill_file {
-                for pid in procs(&self.path) {
-                    // SAFETY: kill(2) on a PID read from our own cgroup;
-                    // a stale PID at worst fails with ESRCH.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{} still populated", self.path.display()));
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        kill_subtree(
+            &self.path,
+            std::slice::from_ref(&self.path),
+            Duration::from_secs(10),
+        )
+        .map_err(|_| format!("{} still populated", self.path.display()))?;
         rmdir_retrying(&self.path).map_err(|e| format!("rmdir {}: {e}", self.path.display()))
     }
 
