@@ -45,26 +45,31 @@ run_in() {
   sh -c 'cg=$0 ns=$1; shift; echo $$ > "$cg/cgroup.procs" && exec nsenter --net="/run/netns/$ns" -- "$@"' "$cg" "$ns" "$@"
 }
 
-topo_down() {
-  set +e
-  [ -n "${CG:-}" ] || return 0
-  # cgroup.kill (5.14+) kills a whole cgroup at once; before it, signal
-  # the PIDs it lists until none is left (cgroupfs files have size 0, so
-  # read them, never test them with -s).
+# Kills what runs in the topology's cgroups, waiting (5 s at most) until
+# nothing is left. cgroup.kill (5.14+) kills a whole cgroup at once; before
+# it, the PIDs it lists are signalled until none is left (cgroupfs files
+# have size 0, so read them, never test them with -s).
+topo_kill() {
   local g left
   for _ in $(seq 50); do
     left=
     for g in "$CG/server" "$CG/client"; do
       if [ -e "$g/cgroup.kill" ]; then
-        echo 1 > "$g/cgroup.kill"
+        echo 1 > "$g/cgroup.kill" || true
       else
-        xargs -r kill -KILL < "$g/cgroup.procs" 2>/dev/null
+        xargs -r kill -KILL < "$g/cgroup.procs" 2>/dev/null || true
       fi
       [ -n "$(cat "$g/cgroup.procs" 2>/dev/null)" ] && left=1
     done
     [ -n "$left" ] || break
     sleep 0.1
   done
+}
+
+topo_down() {
+  set +e
+  [ -n "${CG:-}" ] || return 0
+  topo_kill
   "$TTMCTL" simulate stop --pin-dir "$PIN_LB" >/dev/null 2>&1
   "$TTMCTL" unload --pin-dir "$PIN" >/dev/null 2>&1
   rmdir "$CG/server" "$CG/client" "$CG" 2>/dev/null ||
